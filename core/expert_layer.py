@@ -1,0 +1,98 @@
+"""The step-routed multi-LoRA linear layer: math only.
+
+For a token with gates g (one weight per expert, set by the stage the token belongs to):
+
+    y = W0 x + b + sum_e g_e * (lora_alpha / r) * B_e A_e dropout(x)
+
+With MoTE's layout g = alpha * onehot(stage) for the three step experts and (1 - alpha) for the
+shared one, which is section 3's  y = W0 x + alpha E_s(x) + (1 - alpha) E_shared(x).
+
+All experts are computed together: A is stored as (E, r, in) and B as (out, E, r), so the
+whole layer is two matmuls, x -> (E*r) -> out, with the gates scaling each expert's r-block in
+between. No loop over tokens or experts. Init and scaling follow PEFT's LoRA (A Kaiming-
+uniform, B zero, scale lora_alpha / r), so zero B is exactly the base model.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from core.routing import ExpertRouter
+
+
+class StepExpertLinear(nn.Module):
+    """A frozen `nn.Linear` plus E LoRA experts mixed per token by router gates."""
+
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        *,
+        router: ExpertRouter,
+        rank: int,
+        lora_alpha: float,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.router = router
+        self.rank = rank
+        self.num_experts = router.layout.num_experts
+        self.scaling = lora_alpha / rank
+        weight = base_layer.weight
+        factory = {"device": weight.device, "dtype": torch.float32 if weight.dtype.is_floating_point else None}
+        self.lora_A = nn.Parameter(torch.empty(self.num_experts, rank, base_layer.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(base_layer.out_features, self.num_experts, rank, **factory))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self._folded_weight: torch.Tensor | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PEFT's init: A ~ Kaiming-uniform(a=sqrt(5)) per expert, B = 0."""
+        with torch.no_grad():
+            for expert in range(self.num_experts):
+                nn.init.kaiming_uniform_(self.lora_A[expert], a=math.sqrt(5))
+            self.lora_B.zero_()
+
+    def expert_delta(self, gate: torch.Tensor) -> torch.Tensor:
+        """Weight update (out, in) of one gate vector (E,): scaling * sum_e g_e B_e A_e."""
+        gate = gate.to(device=self.lora_B.device, dtype=self.lora_B.dtype) * self.scaling
+        scaled_b = self.lora_B * gate.view(1, -1, 1)
+        return scaled_b.reshape(self.lora_B.shape[0], -1) @ self.lora_A.reshape(-1, self.lora_A.shape[-1])
+
+    def fold(self, gate: torch.Tensor) -> None:
+        """Cache W0 + delta(gate) so forward is one plain matmul (generation within a stage)."""
+        with torch.no_grad():
+            base = self.base_layer.weight
+            self._folded_weight = (base.float() + self.expert_delta(gate)).to(base.dtype)
+
+    def unfold(self) -> None:
+        self._folded_weight = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., in) with router gates (..., E) -> (..., out)."""
+        if not self.router.enabled:
+            return self.base_layer(x)
+        if self._folded_weight is not None:
+            return F.linear(x, self._folded_weight, self.base_layer.bias)
+        gates = self.router.gates
+        if gates is None:
+            raise RuntimeError(
+                "A MoTE layer ran without routing: call the model through MoteModel.forward "
+                "(or inside router.route(gates)) so every token has a stage."
+            )
+        if gates.shape[:-1] != x.shape[:-1]:
+            raise ValueError(f"gates {tuple(gates.shape)} do not match the layer input {tuple(x.shape)}.")
+        result = self.base_layer(x)
+        a = self.lora_A.reshape(-1, self.lora_A.shape[-1])
+        b = self.lora_B.reshape(self.lora_B.shape[0], -1)
+        hidden = F.linear(self.dropout(x).to(a.dtype), a)
+        hidden = hidden.unflatten(-1, (self.num_experts, self.rank))
+        hidden = hidden * (gates.to(hidden.dtype) * self.scaling).unsqueeze(-1)
+        update = F.linear(hidden.flatten(-2), b)
+        return result + update.to(result.dtype)
+
+    def extra_repr(self) -> str:
+        return f"experts={self.num_experts}, rank={self.rank}, scaling={self.scaling:g}"

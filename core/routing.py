@@ -1,0 +1,164 @@
+"""Step-level routing: per-token stage ids -> per-token expert gates.
+
+Why no learned gate: MoTE routes each token to the expert of the stage it belongs to
+(section 3). The gates computed here are the only thing the expert layers need; the layers
+read them from one `ExpertRouter` shared by the whole model, so the Hugging Face forward
+signature stays untouched.
+
+Tensor shapes: stage_ids (batch, seq) long with values QUESTION_STAGE_ID (-1), PAD_STAGE_ID
+(-2), or a chain stage 0..2; gates (batch, seq, num_experts) float.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from core.config import ExpertConfig, QuestionRouting
+from core.stages import CHAIN_STAGES, PAD_STAGE_ID, QUESTION_STAGE_ID, Stage
+
+if TYPE_CHECKING:
+    from core.expert_layer import StepExpertLinear
+
+SHARED_EXPERT = "shared"
+SINGLE_EXPERT = "lora"
+_FIXED_ROUTES = {
+    QuestionRouting.ANALYSIS: Stage.ANALYSIS,
+    QuestionRouting.GUIDANCE: Stage.GUIDANCE,
+    QuestionRouting.ANSWER: Stage.ANSWER,
+}
+
+
+@dataclass(frozen=True)
+class ExpertLayout:
+    """Which experts every wrapped layer holds, and how stages mix them."""
+
+    step_experts: bool = True
+    shared_expert: bool = True
+    alpha: float = 0.5
+
+    @classmethod
+    def from_config(cls, config: ExpertConfig) -> ExpertLayout:
+        return cls(config.step_experts, config.shared_expert and config.step_experts, config.alpha)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        if not self.step_experts:
+            return (SINGLE_EXPERT,)
+        steps = tuple(stage.name.lower() for stage in CHAIN_STAGES)
+        return steps + ((SHARED_EXPERT,) if self.shared_expert else ())
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.names)
+
+    @property
+    def stage_weight(self) -> float:
+        """Weight of the stage expert: alpha with a shared expert, else 1."""
+        return self.alpha if self.shared_expert else 1.0
+
+    def stage_gate(self, stage: Stage) -> torch.Tensor:
+        """Gate vector (num_experts,) of every token of one stage."""
+        stage_ids = torch.full((1, 1), int(stage), dtype=torch.long)
+        return self.gates(stage_ids, QuestionRouting.MEAN)[0, 0]
+
+    def gates(
+        self,
+        stage_ids: torch.Tensor,
+        question_routing: QuestionRouting,
+        question_expert: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-token gates (batch, seq, num_experts) from stage ids (batch, seq).
+
+        question_expert (batch,) gives the step expert of each sample's question tokens when
+        question_routing is RANDOM (drawn by the dataset, so a resumed run draws the same).
+        """
+        not_pad = (stage_ids != PAD_STAGE_ID).unsqueeze(-1).float()
+        if not self.step_experts:
+            return not_pad.clone()
+        if bool((stage_ids == int(Stage.CHECK)).any()) or bool((stage_ids < PAD_STAGE_ID).any()):
+            raise ValueError("stage_ids hold a stage with no expert: use -2 (pad), -1 (question) or 0..2.")
+        steps = self._question_step_weights(stage_ids, question_routing, question_expert)
+        steps = steps * self.stage_weight * not_pad
+        if not self.shared_expert:
+            return steps
+        shared = (1.0 - self.alpha) * not_pad
+        return torch.cat([steps, shared], dim=-1)
+
+    def _question_step_weights(
+        self,
+        stage_ids: torch.Tensor,
+        routing: QuestionRouting,
+        question_expert: torch.Tensor | None,
+    ) -> torch.Tensor:
+        num_steps = len(CHAIN_STAGES)
+        in_chain = stage_ids.clamp(min=0)
+        weights = torch.nn.functional.one_hot(in_chain, num_steps).float()
+        is_question = (stage_ids == QUESTION_STAGE_ID).unsqueeze(-1)
+        if routing is QuestionRouting.MEAN:
+            question = torch.full_like(weights, 1.0 / num_steps)
+        elif routing is QuestionRouting.RANDOM:
+            if question_expert is None:
+                raise ValueError("question_routing=random needs question_expert (one per sample).")
+            question = torch.nn.functional.one_hot(question_expert.long(), num_steps).float()
+            question = question.unsqueeze(1).expand_as(weights)
+        else:
+            question = torch.zeros_like(weights)
+            question[..., int(_FIXED_ROUTES[routing])] = 1.0
+        return torch.where(is_question, question, weights)
+
+
+class ExpertRouter:
+    """Holds the gates of the forward pass in flight and the layers that read them.
+
+    Layers read `gates` (batch, seq, num_experts) at forward time. For generation within one
+    stage the router can instead fold a single gate vector into every layer's weight, so a
+    MoTE model decodes at the base model's speed (section 5: the active pair never changes
+    inside a stage).
+    """
+
+    def __init__(self, layout: ExpertLayout) -> None:
+        self.layout = layout
+        self.gates: torch.Tensor | None = None
+        self.layers: list[StepExpertLinear] = []
+        self.folded_gate: torch.Tensor | None = None
+        self.enabled = True
+
+    @contextlib.contextmanager
+    def route(self, gates: torch.Tensor) -> Iterator[None]:
+        """Use per-token `gates` for every forward (and backward recompute) inside the block."""
+        if gates.shape[-1] != self.layout.num_experts:
+            raise ValueError(f"gates have {gates.shape[-1]} experts, the model has {self.layout.num_experts}.")
+        self.unfold()
+        previous, self.gates = self.gates, gates
+        try:
+            yield
+        finally:
+            self.gates = previous
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Run the frozen base model alone (experts bypassed)."""
+        previous, self.enabled = self.enabled, False
+        try:
+            yield
+        finally:
+            self.enabled = previous
+
+    def fold(self, gate: torch.Tensor) -> None:
+        """Fold one gate vector (num_experts,) into every layer; no-op when already folded."""
+        if self.folded_gate is not None and torch.equal(self.folded_gate, gate):
+            return
+        for layer in self.layers:
+            layer.fold(gate)
+        self.folded_gate = gate.clone()
+
+    def unfold(self) -> None:
+        if self.folded_gate is None:
+            return
+        for layer in self.layers:
+            layer.unfold()
+        self.folded_gate = None

@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny random Llama folder (built once per session) and short chains."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from core.chains import Chain
+from core.config import ExpertConfig
+from core.model import MoteModel, build_mote_model
+from core.stages import Stage, StageSegment
+from tests.tiny_model import save_tiny_model_dir
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tied_dir(tmp_path_factory) -> Path:
+    return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-llama-tied"), tie=True)
+
+
+def load_tiny(folder: Path):
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    return model, tokenizer
+
+
+def tiny_mote(folder: Path, **expert_kwargs) -> MoteModel:
+    model, tokenizer = load_tiny(folder)
+    settings = {"rank": 4, "lora_alpha": 8.0, "dropout": 0.0, **expert_kwargs}
+    return build_mote_model(model, tokenizer, ExpertConfig(**settings))
+
+
+def short_chains(count: int = 12) -> list[Chain]:
+    """Short chains of all three shapes (byte-level tokens keep them under ~120 tokens)."""
+    shapes = [
+        (Stage.ANSWER,),
+        (Stage.ANALYSIS, Stage.ANSWER),
+        (Stage.ANALYSIS, Stage.GUIDANCE, Stage.ANSWER),
+    ]
+    texts = {Stage.ANALYSIS: "risk: low {i}", Stage.GUIDANCE: "be kind {i}", Stage.ANSWER: "sure, here {i}"}
+    chains = []
+    for i in range(count):
+        stages = shapes[i % 3]
+        segments = [StageSegment(stage, texts[stage].format(i=i)) for stage in stages]
+        chains.append(Chain(question=f"q{i}?", segments=segments, id=f"c{i}"))
+    return chains
