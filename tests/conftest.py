@@ -38,6 +38,7 @@ def load_tiny(folder: Path):
 def tiny_mote(folder: Path, **expert_kwargs) -> MoteModel:
     model, tokenizer = load_tiny(folder)
     settings = {"rank": 4, "lora_alpha": 8.0, "dropout": 0.0, **expert_kwargs}
+    torch.manual_seed(0)  # marker rows and expert A matrices are drawn at build time
     return build_mote_model(model, tokenizer, ExpertConfig(**settings))
 
 
