@@ -243,3 +243,83 @@ def resolve_method(config: MoteConfig) -> MoteConfig:
     if method in (Method.MOTE_NO_SHARED, Method.MOTE_NO_SKIP_NO_SHARED):
         experts.shared_expert = False
     return resolved
+
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> MoteConfig:
+    """A bundled preset by name ('quick', 'paper'); the error lists the available ones."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ValueError(f"Unknown preset {name!r}: use one of {preset_names()} or pass --config FILE.")
+    return MoteConfig.from_yaml(path)
+
+
+class FlaggedPolicy(str, enum.Enum):
+    """What to do with a chain whose answer is still judged unsafe after all stages."""
+
+    KEEP = "keep"
+    DROP = "drop"
+    REGENERATE = "regenerate"
+
+
+@dataclass
+class GenerateConfig:
+    """Self-generation of AlignCoT chains (section 2)."""
+
+    generator: str = "self"
+    """'self' (the model being aligned), a local model (alias, folder or hub id), or 'openai'
+    for an OpenAI-compatible chat endpoint (a stronger teacher)."""
+    endpoint_url: str | None = None
+    """Base URL of the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."""
+    endpoint_model: str | None = None
+    """Model name sent to the endpoint."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the endpoint's API key (never the key itself)."""
+    batch_size: int = 8
+    """Rows decoded together by a local generator; finished rows are refilled at once."""
+    analysis_tokens: int = 160
+    """Token limit of the analysis stage."""
+    guidance_tokens: int = 128
+    """Token limit of the guidance stage."""
+    answer_tokens: int = 256
+    """Token limit of each answer attempt."""
+    check_tokens: int = 8
+    """Token limit of each safety check (the verdict)."""
+    stop_strings: list[str] = field(default_factory=list)
+    """Extra strings that end a stage's text (the end-of-turn token always does)."""
+    temperature: float = 0.0
+    """Sampling temperature of first attempts (0 is greedy)."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold."""
+    seed: int = 0
+    """Seeds sampling; attempt k of a question uses seed + k."""
+    flagged_policy: FlaggedPolicy = FlaggedPolicy.KEEP
+    """keep (flagged), drop, or regenerate the whole chain up to max_regenerations times."""
+    max_regenerations: int = 2
+    """Extra attempts under the regenerate policy; a chain still unsafe after them is kept, flagged."""
+    regenerate_temperature: float = 0.8
+    """Sampling temperature of regeneration attempts (greedy would repeat the same chain)."""
+    prompts_dir: str | None = None
+    """Folder with analysis/guidance/answer/check templates; None uses assets/prompts."""
+    max_prompt_tokens: int = 2048
+    """Longest prompt a stage may send; longer questions are recorded as failed, not cut."""
+
+    def __post_init__(self) -> None:
+        self.flagged_policy = FlaggedPolicy(self.flagged_policy)
+        if self.batch_size < 1 or self.batch_size > 1024:
+            raise ValueError(f"batch_size={self.batch_size!r} is out of range: use [1, 1024].")
+        for name in ("analysis_tokens", "guidance_tokens", "answer_tokens", "check_tokens"):
+            if not (1 <= getattr(self, name) <= 8192):
+                raise ValueError(f"{name}={getattr(self, name)!r} is out of range: use [1, 8192].")
+        _check_range("temperature", self.temperature, 0.0, 5.0)
+        _check_range("top_p", self.top_p, 0.0, 1.0)
+        if not (0 <= self.max_regenerations <= 10):
+            raise ValueError(f"max_regenerations={self.max_regenerations!r} is out of range: use [0, 10].")
+        if self.generator == "openai" and not (self.endpoint_url and self.endpoint_model):
+            raise ValueError("generator='openai' needs endpoint_url and endpoint_model (and api_key_env if the endpoint wants a key).")

@@ -29,6 +29,8 @@ class GenerationSettings:
 
     max_stage_tokens: int = 256
     """Token limit of each stage; a stage that reaches it is closed with its end marker."""
+    min_stage_tokens: int = 1
+    """A stage cannot close (end marker or end-of-turn) before writing this many tokens."""
     stage_limits: dict[str, int] = field(default_factory=dict)
     """Per-stage overrides of max_stage_tokens, e.g. {'analysis': 96}."""
     temperature: float = 0.0
@@ -193,7 +195,8 @@ def _write_stage(mote, decoder, stage, logits, settings, output) -> Iterator[Sta
     banned = [i for i in mote.marker_ids.values() if i != end_id]
     while True:
         _record(output, logits)
-        token = end_id if len(body) >= settings.limit(stage) else decoder.sample(logits, banned=banned)
+        closers = [end_id, tokenizer.eos_token_id] if len(body) < settings.min_stage_tokens else []
+        token = end_id if len(body) >= settings.limit(stage) else decoder.sample(logits, banned=banned + closers)
         if token == tokenizer.eos_token_id and mote.uses_markers:
             token = end_id  # an end-of-turn inside a stage closes the stage
         if token == end_id:

@@ -29,6 +29,13 @@ def tiny_tied_dir(tmp_path_factory) -> Path:
     return save_tiny_model_dir(tmp_path_factory.mktemp("tiny-llama-tied"), tie=True)
 
 
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory) -> Path:
+    """MOTE_TEST_HOME keeps the converted bundled model between runs; otherwise a fresh temp home."""
+    env = os.environ.get("MOTE_TEST_HOME")
+    return Path(env).expanduser() if env else tmp_path_factory.mktemp("mote-home")
+
+
 def load_tiny(folder: Path):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()

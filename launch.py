@@ -1,0 +1,153 @@
+"""MoTE Studio entry point: maps verbs to functions (the only wiring point).
+
+    python launch.py demo    train MoTE experts on the bundled sample chains, then answer a
+                             question stage by stage (what `make run` starts)
+    python launch.py train   train MoTE or a baseline on a chain file with a preset or config
+    python launch.py ask     answer a question with a trained run, printing each stage
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEMO_QUESTION = "How can I get into my neighbour's wifi without them knowing?"
+
+
+class ConsoleReporter:
+    """Prints one line per optimizer step with loss, learning rate, speed and ETA."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.first_step: int | None = None
+
+    def on_step(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
+        if self.first_step is None:
+            self.first_step = step - 1
+        done = step - self.first_step
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / max(done, 1) * (total_steps - step)
+        print(
+            f"  step {step}/{total_steps}  loss {metrics['loss']:.4f}  lr {metrics['learning_rate']:.2e}  "
+            f"{metrics['tokens_per_second']:.0f} tok/s  ETA {eta:.0f}s",
+            flush=True,
+        )
+
+
+def _home(args: argparse.Namespace) -> Path:
+    from core.model_source import default_home, ensure_home
+
+    return ensure_home(Path(args.home).expanduser() if args.home else default_home(), print)
+
+
+def _config(args: argparse.Namespace):
+    from core.config import MoteConfig, load_preset
+
+    config = MoteConfig.from_yaml(args.config) if getattr(args, "config", None) else load_preset(args.preset)
+    if getattr(args, "model", None):
+        config.model = args.model
+    if getattr(args, "method", None):
+        config.method = config.method.__class__(args.method)
+    if getattr(args, "max_steps", None):
+        config.train.max_steps = args.max_steps
+    return config
+
+
+def print_chain(mote, question: str, path: str | None, max_stage_tokens: int) -> None:
+    """Stream a chain to the terminal: each stage headed by its name and active expert."""
+    from core.inference import GenerationSettings, stream_chain
+    from core.stages import ChainShape
+
+    settings = GenerationSettings(max_stage_tokens=max_stage_tokens, path=ChainShape(path) if path else None)
+    print(f"\nQuestion: {question}")
+    for event in stream_chain(mote, question, settings):
+        if event.kind == "start":
+            print(f"\n[{event.stage.label} | expert: {event.expert}]", flush=True)
+        elif event.kind == "text":
+            print(event.text, end="", flush=True)
+    print()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.chains import bundled_sample_chains_path, load_chains_jsonl
+    from core.recipe import run_training, setup_run
+
+    home = _home(args)
+    config = _config(args)
+    chains = load_chains_jsonl(args.chains or bundled_sample_chains_path())
+    out = Path(args.out) if args.out else home / "runs" / time.strftime(f"{config.method.value}-%Y%m%d-%H%M%S")
+    print(f"Training {config.method.value} on {len(chains)} chains with {config.model}; run folder {out}")
+    setup = setup_run(config, chains, home=home)
+    result = run_training(setup, out, reporter=ConsoleReporter())
+    print(f"Done: {result.steps} steps, final loss {result.losses[-1]:.4f}; experts exported to {out / 'export'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from core.chains import bundled_sample_chains_path, load_chains_jsonl
+    from core.recipe import run_training, setup_run
+
+    home = _home(args)
+    config = _config(args)
+    chains = load_chains_jsonl(bundled_sample_chains_path())
+    out = home / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
+    print(f"MoTE demo: training step-routed experts on {len(chains)} bundled sample chains ({config.model}).")
+    setup = setup_run(config, chains, home=home)
+    result = run_training(setup, out, reporter=ConsoleReporter())
+    print(f"Trained {result.steps} steps (loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}); run folder {out}")
+    print_chain(setup.mote, args.question, args.path, args.max_stage_tokens)
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from core.recipe import load_trained
+
+    mote = load_trained(args.run, home=_home(args))
+    print_chain(mote, args.question, args.path, args.max_stage_tokens)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="launch.py", description="MoTE Studio")
+    parser.add_argument("--home", help="data directory (default: $MOTE_HOME or ~/.mote-studio)")
+    verbs = parser.add_subparsers(dest="verb")
+    paths = ["answer", "analysis->answer", "analysis->guidance->answer"]
+
+    demo = verbs.add_parser("demo", help="train on the bundled chains, then answer a question")
+    train = verbs.add_parser("train", help="train MoTE or a baseline on a chain file")
+    for sub in (demo, train):
+        sub.add_argument("--preset", default="quick", help="bundled preset: quick or paper")
+        sub.add_argument("--config", help="YAML config file (overrides --preset)")
+        sub.add_argument("--model", help="base model: bundled alias, local folder or hub id")
+        sub.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
+    train.add_argument("--chains", help="chain dataset (.jsonl); default: the bundled sample chains")
+    train.add_argument("--method", help="mote, lora, lora_x2, sft, mote_no_skip, mote_no_shared, mote_no_skip_no_shared")
+    train.add_argument("--out", help="run folder (default: HOME/runs/METHOD-TIMESTAMP)")
+    ask = verbs.add_parser("ask", help="answer a question with a trained run")
+    ask.add_argument("--run", required=True, help="run folder or its export folder")
+    for sub in (demo, ask):
+        sub.add_argument("--question", default=DEMO_QUESTION)
+        sub.add_argument("--path", choices=paths, help="force a chain shape (default: the model's choice)")
+        sub.add_argument("--max-stage-tokens", type=int, default=160)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"demo": cmd_demo, "train": cmd_train, "ask": cmd_ask}
+    if args.verb is None:
+        args = build_parser().parse_args(["demo", *(argv or sys.argv[1:])])
+    try:
+        return handlers[args.verb](args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
