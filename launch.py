@@ -4,6 +4,7 @@
                              question stage by stage (what `make run` starts)
     python launch.py train   train MoTE or a baseline on a chain file with a preset or config
     python launch.py ask     answer a question with a trained run, printing each stage
+    python launch.py generate  self-generate AlignCoT chains for a question set (resumable)
 """
 from __future__ import annotations
 
@@ -104,6 +105,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class ProgressBar:
+    """A one-line terminal progress bar with rate and ETA."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.started = label, time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / max(done, 1) * (total - done)
+        filled = int(30 * done / max(total, 1))
+        print(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}  "
+              f"{done / max(elapsed, 1e-9) * 60:.1f}/min  ETA {eta:.0f}s", end="", flush=True)
+        if done == total:
+            print()
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from core.chain_store import JsonlChainSink, chain_statistics, statistics_table
+    from core.config import GenerateConfig
+    from core.generation import generate_chains
+    from core.generators import build_generator
+    from core.prompts import load_prompt_set
+    from core.questions import load_question_set
+
+    home = _home(args)
+    settings = GenerateConfig.__dataclass_fields__
+    overrides = {k: v for k, v in vars(args).items() if k in settings and v is not None}
+    config = GenerateConfig(**overrides)
+    report = load_question_set(args.questions)
+    if report.rejected:
+        print(report.summary())
+    prompts = load_prompt_set(config.prompts_dir)
+    generator = build_generator(config, args.model, home=home)
+    sink = JsonlChainSink(args.out)
+    print(f"Generating chains for {len(report.questions)} questions with {generator.id} into {args.out}")
+    summary = generate_chains(report.questions, generator, config, prompts, sink, progress=ProgressBar("chains"), limit=args.limit)
+    print(f"Wrote {summary.written} chains ({summary.skipped_done} already done) in {summary.seconds:.0f}s")
+    print(statistics_table(chain_statistics(sink.records(), sink.dropped())))
+    return 0
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from core.recipe import load_trained
 
@@ -128,6 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--chains", help="chain dataset (.jsonl); default: the bundled sample chains")
     train.add_argument("--method", help="mote, lora, lora_x2, sft, mote_no_skip, mote_no_shared, mote_no_skip_no_shared")
     train.add_argument("--out", help="run folder (default: HOME/runs/METHOD-TIMESTAMP)")
+    generate = verbs.add_parser("generate", help="self-generate AlignCoT chains for a question set")
+    generate.add_argument("--questions", required=True, help="bundled set name (e.g. train) or a file/folder")
+    generate.add_argument("--model", default="smollm2-135m-instruct", help="the model being aligned")
+    generate.add_argument("--out", required=True, help="output folder (chains.jsonl; a rerun resumes)")
+    generate.add_argument("--limit", type=int, help="generate at most N new chains")
+    generate.add_argument("--batch-size", dest="batch_size", type=int)
+    generate.add_argument("--generator", help="self (default), a local model, or openai")
+    generate.add_argument("--endpoint-url", dest="endpoint_url")
+    generate.add_argument("--endpoint-model", dest="endpoint_model")
+    generate.add_argument("--api-key-env", dest="api_key_env")
+    generate.add_argument("--flagged-policy", dest="flagged_policy", choices=["keep", "drop", "regenerate"])
+    generate.add_argument("--max-regenerations", dest="max_regenerations", type=int)
+    generate.add_argument("--temperature", type=float)
+    generate.add_argument("--prompts-dir", dest="prompts_dir")
+    for name in ("analysis", "guidance", "answer", "check"):
+        generate.add_argument(f"--{name}-tokens", dest=f"{name}_tokens", type=int)
     ask = verbs.add_parser("ask", help="answer a question with a trained run")
     ask.add_argument("--run", required=True, help="run folder or its export folder")
     for sub in (demo, ask):
@@ -139,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"demo": cmd_demo, "train": cmd_train, "ask": cmd_ask}
+    handlers = {"demo": cmd_demo, "train": cmd_train, "ask": cmd_ask, "generate": cmd_generate}
     if args.verb is None:
         args = build_parser().parse_args(["demo", *(argv or sys.argv[1:])])
     try:
