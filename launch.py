@@ -5,6 +5,7 @@
     python launch.py train   train MoTE or a baseline on a chain file with a preset or config
     python launch.py ask     answer a question with a trained run, printing each stage
     python launch.py generate  self-generate AlignCoT chains for a question set (resumable)
+    python launch.py questions list | import FILE | leakage --train A --eval B [--drop OUT]
 """
 from __future__ import annotations
 
@@ -146,6 +147,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_questions(args: argparse.Namespace) -> int:
+    from core.leakage import drop_leakage, find_leakage
+    from core.questions import ColumnMapping, bundled_sets, import_questions, load_question_set, save_questions_jsonl
+
+    if args.action == "list":
+        for name in bundled_sets():
+            report = load_question_set(name)
+            kinds = sorted({q.kind.value for q in report.questions if q.kind})
+            print(f"{name:16s} {len(report.questions):5d} questions  kinds: {', '.join(kinds)}")
+    elif args.action == "import":
+        report = import_questions(args.file, ColumnMapping(question=args.column))
+        print(report.summary())
+        if args.out:
+            print(f"Saved to {save_questions_jsonl(report.questions, args.out)}")
+    else:
+        train, evaluation = load_question_set(args.train).questions, load_question_set(args.eval).questions
+        pairs = find_leakage(train, evaluation, near=args.near)
+        for pair in pairs:
+            print(f"LEAK {pair.train_id} ~ {pair.eval_id} ({pair.similarity:.2f}): {pair.text}")
+        print(f"{len(pairs)} evaluation question(s) of {len(evaluation)} overlap the training set.")
+        if args.drop:
+            print(f"Saved {len(evaluation) - len(pairs)} clean questions to "
+                  f"{save_questions_jsonl(drop_leakage(evaluation, pairs), args.drop)}")
+    return 0
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from core.recipe import load_trained
 
@@ -186,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--prompts-dir", dest="prompts_dir")
     for name in ("analysis", "guidance", "answer", "check"):
         generate.add_argument(f"--{name}-tokens", dest=f"{name}_tokens", type=int)
+    questions = verbs.add_parser("questions", help="list, import and check question sets")
+    questions.add_argument("action", choices=["list", "import", "leakage"])
+    questions.add_argument("file", nargs="?", help="file or folder to import")
+    questions.add_argument("--column", help="question column (default: auto-detect)")
+    questions.add_argument("--out", help="write the imported questions as JSONL")
+    questions.add_argument("--train", default="train")
+    questions.add_argument("--eval", default="eval_harmful")
+    questions.add_argument("--near", type=float, default=0.9, help="near-duplicate threshold (token Jaccard)")
+    questions.add_argument("--drop", help="write the evaluation set without the overlapping questions")
     ask = verbs.add_parser("ask", help="answer a question with a trained run")
     ask.add_argument("--run", required=True, help="run folder or its export folder")
     for sub in (demo, ask):
@@ -197,12 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"demo": cmd_demo, "train": cmd_train, "ask": cmd_ask, "generate": cmd_generate}
+    handlers = {"demo": cmd_demo, "train": cmd_train, "ask": cmd_ask, "generate": cmd_generate, "questions": cmd_questions}
     if args.verb is None:
         args = build_parser().parse_args(["demo", *(argv or sys.argv[1:])])
     try:
         return handlers[args.verb](args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -9,39 +9,28 @@ Row numbers are the ones a person would look up: the line number for JSONL; the 
 for CSV/TSV (the header is row 1, so the first data row is row 2); the 1-based item or row index
 for a JSON list, Parquet and Hugging Face datasets.
 
-Why leakage checks: an evaluation question that also sits (nearly word for word) in the training
-set measures memory, not behaviour; `find_leakage` finds such pairs and `drop_leakage` removes them.
+File formats are read by `core.question_readers`; duplicates across sets and train/eval leakage
+are found by `core.leakage`.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
-import re
 import unicodedata
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from core.question_readers import QuestionImportError, _RawRow, _read_source, _Table
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "questions"
 #: Auto-detected question columns, first match wins (compared case-insensitively).
 QUESTION_COLUMNS = ("question", "prompt", "instruction", "messages", "conversations", "text")
 #: Columns that hold a conversation: a list of {role, content} (OpenAI) or {from, value} (ShareGPT).
 MESSAGE_COLUMNS = ("messages", "conversations")
-SUPPORTED_FORMATS = (
-    ".jsonl, .json (a list of objects), .csv, .tsv, .parquet, a folder saved with datasets' "
-    "save_to_disk, or a Hugging Face hub dataset name (org/name)"
-)
 #: ShareGPT speaker names -> OpenAI roles; other roles are kept as written (lower-cased).
 _ROLE_ALIASES = {"human": "user", "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant",
                  "bing": "assistant", "model": "assistant"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-_SAVED_DATASET_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
-_SURROGATE = re.compile("[\udc80-\udcff]")  # what undecodable bytes become under surrogateescape
-_WORD = re.compile(r"\w+")
 
 
 class QuestionKind(str, Enum):
@@ -50,10 +39,6 @@ class QuestionKind(str, Enum):
     HARMFUL = "harmful"
     HELPFUL = "helpful"
     BENIGN = "benign"
-
-
-class QuestionImportError(ValueError):
-    """A question source that cannot be read at all; the message names the problem and the fix."""
 
 
 class _Rejected(Exception):
@@ -136,31 +121,6 @@ class ColumnMapping:
 
 
 @dataclass
-class LeakagePair:
-    """An evaluation question that also appears (exactly: similarity 1.0, or nearly) in training."""
-
-    train_id: str
-    eval_id: str
-    similarity: float
-    text: str
-
-
-@dataclass
-class _RawRow:
-    """A row as read: its record, or the problem that kept it from being read."""
-
-    number: int
-    record: dict[str, Any] | None
-    problem: str | None = None
-
-
-@dataclass
-class _Table:
-    columns: list[str]
-    rows: list[_RawRow]
-
-
-@dataclass
 class _Context:
     """What every row of one import shares: the resolved columns and the limits."""
 
@@ -184,156 +144,6 @@ def normalise(text: str) -> str:
     while end > start and (text[end - 1].isspace() or unicodedata.category(text[end - 1]).startswith("P")):
         end -= 1
     return text[start:end]
-
-
-# --- reading files into rows ---------------------------------------------------------------------
-
-def _strip_bom(data: bytes) -> bytes:
-    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
-
-
-def _record_row(number: int, record: Any, columns: dict[str, None]) -> _RawRow:
-    if not isinstance(record, dict):
-        return _RawRow(number, None, f"not a JSON object (got {type(record).__name__})")
-    columns.update(dict.fromkeys(record))
-    return _RawRow(number, record)
-
-
-def _read_jsonl(path: Path) -> _Table:
-    """Decode line by line, so one bad line rejects only itself."""
-    rows: list[_RawRow] = []
-    columns: dict[str, None] = {}
-    for number, raw in enumerate(_strip_bom(path.read_bytes()).split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            rows.append(_record_row(number, json.loads(raw.decode("utf-8")), columns))
-        except UnicodeDecodeError as error:
-            rows.append(_RawRow(number, None, f"undecodable: invalid UTF-8 at byte {error.start + 1} of the line"))
-        except json.JSONDecodeError as error:
-            rows.append(_RawRow(number, None, f"undecodable: invalid JSON ({error.msg} at column {error.colno})"))
-    return _Table(list(columns), rows)
-
-
-def _read_json(path: Path) -> _Table:
-    try:
-        parsed = json.loads(_strip_bom(path.read_bytes()).decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise QuestionImportError(
-            f"{path}: invalid UTF-8 at byte {error.start}; re-save it as UTF-8, or as JSONL where a "
-            "bad line only rejects that row.") from None
-    except json.JSONDecodeError as error:
-        if error.msg == "Extra data":  # JSON Lines saved under a .json name
-            return _read_jsonl(path)
-        raise QuestionImportError(
-            f"{path}: invalid JSON ({error.msg} at line {error.lineno}, column {error.colno}); fix it, "
-            "or save one object per line as .jsonl so a bad line only rejects that row.") from None
-    if not isinstance(parsed, list):
-        raise QuestionImportError(
-            f"{path} holds a JSON {type(parsed).__name__}, not a list of objects; save the rows as "
-            "a JSON list ([{...}, ...]) or as JSONL (one object per line).")
-    columns: dict[str, None] = {}
-    rows = [_record_row(number, record, columns) for number, record in enumerate(parsed, start=1)]
-    return _Table(list(columns), rows)
-
-
-def _read_csv(path: Path, delimiter: str = ",") -> _Table:
-    """Bad bytes survive decoding as surrogates, so only the rows holding them are rejected."""
-    text = _strip_bom(path.read_bytes()).decode("utf-8", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    columns = [name.strip() for name in next(reader, [])]
-    rows: list[_RawRow] = []
-    for number, cells in enumerate(reader, start=2):  # spreadsheet numbering: header is row 1
-        if not any(cell.strip() for cell in cells):
-            continue
-        if any(_SURROGATE.search(cell) for cell in cells):
-            rows.append(_RawRow(number, None, "undecodable: invalid UTF-8 bytes in this row"))
-        else:
-            rows.append(_RawRow(number, dict(zip(columns, cells))))  # a short row lacks columns
-    return _Table(columns, rows)
-
-
-def _read_tsv(path: Path) -> _Table:
-    return _read_csv(path, delimiter="\t")
-
-
-def _read_parquet(path: Path) -> _Table:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise QuestionImportError("Reading Parquet needs pyarrow: pip install pyarrow.") from None
-    try:
-        table = pq.read_table(path)
-    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-        raise QuestionImportError(f"{path} is not a readable Parquet file ({error}).") from None
-    return _Table(table.column_names, [_RawRow(i, r) for i, r in enumerate(table.to_pylist(), start=1)])
-
-
-def _import_datasets() -> Any:
-    try:
-        import datasets
-    except ImportError:
-        raise QuestionImportError(
-            "Reading Hugging Face datasets needs the 'datasets' package: pip install datasets.") from None
-    return datasets
-
-
-def _table_from_dataset(dataset: Any) -> _Table:
-    rows = [_RawRow(i, record) for i, record in enumerate(dataset.to_list(), start=1)]
-    return _Table(list(dataset.column_names), rows)
-
-
-def _read_saved_dataset(path: Path, split: str) -> _Table:
-    if not any((path / marker).exists() for marker in _SAVED_DATASET_MARKERS):
-        raise QuestionImportError(
-            f"{path} is a folder but not one saved with datasets' save_to_disk (it has no "
-            f"{' or '.join(_SAVED_DATASET_MARKERS)}); pass a file or such a folder ({SUPPORTED_FORMATS}).")
-    datasets = _import_datasets()
-    loaded = datasets.load_from_disk(str(path))
-    if isinstance(loaded, datasets.DatasetDict):
-        if split not in loaded:
-            raise QuestionImportError(
-                f"{path} has no split {split!r}; its splits are {list(loaded)}. Pass split='...'.")
-        loaded = loaded[split]
-    return _table_from_dataset(loaded)
-
-
-def _read_hub(name: str, split: str) -> _Table:
-    datasets = _import_datasets()
-    try:
-        dataset = datasets.load_dataset(name, split=split)
-    except datasets.exceptions.DatasetNotFoundError as error:
-        raise QuestionImportError(
-            f"{name!r} is neither a local file or folder nor a dataset on the Hugging Face hub "
-            f"({error}); check the path or the dataset name.") from None
-    except (ConnectionError, OSError) as error:
-        raise QuestionImportError(
-            f"Cannot reach the Hugging Face hub to load {name!r} ({error}). Pass a local file or "
-            "folder instead: where the hub is reachable, run "
-            "datasets.load_dataset(name).save_to_disk(folder) and bring that folder here.") from None
-    except ValueError as error:  # e.g. an unknown split
-        raise QuestionImportError(f"Hub dataset {name!r}: {error}. Pass split='...'.") from None
-    return _table_from_dataset(dataset)
-
-
-_READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".tsv": _read_tsv,
-            ".parquet": _read_parquet}
-
-
-def _read_source(source: str | Path, split: str) -> tuple[_Table, str, str]:
-    """-> (table, id stem, display name)."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return _read_saved_dataset(path, split), path.name, path.name
-    if path.is_file():
-        reader = _READERS.get(path.suffix.lower())
-        if reader is None:
-            raise QuestionImportError(
-                f"{path}: unsupported format '{path.suffix or '(no extension)'}'; supported: {SUPPORTED_FORMATS}.")
-        return reader(path), path.stem, path.name
-    if path.suffix.lower() not in _READERS and _HUB_ID.match(str(source)):
-        return _read_hub(str(source), split), str(source).split("/")[-1], str(source)
-    raise QuestionImportError(f"No file or folder at {path}; check the path. Supported: {SUPPORTED_FORMATS}.")
 
 
 # --- rows into questions -------------------------------------------------------------------------
@@ -522,72 +332,3 @@ def save_questions_jsonl(questions: list[Question], path: str | Path) -> Path:
     partial.write_text("".join(lines), encoding="utf-8")
     partial.replace(path)
     return path
-
-
-def deduplicate_across(sets: dict[str, list[Question]]
-                       ) -> tuple[dict[str, list[Question]], list[tuple[str, str, str]]]:
-    """Keep each question's first occurrence across sets (in dict order, so list the set that
-    should win first); returns the kept sets and (set name, removed id, id it duplicates)."""
-    first_id: dict[str, str] = {}
-    kept: dict[str, list[Question]] = {}
-    removed: list[tuple[str, str, str]] = []
-    for name, questions in sets.items():
-        kept[name] = []
-        for question in questions:
-            key = question.key
-            if key in first_id:
-                removed.append((name, question.id, first_id[key]))
-            else:
-                first_id[key] = question.id
-                kept[name].append(question)
-    return kept, removed
-
-
-def _prefix_length(size: int, near: float) -> int:
-    """How many of a set's rarest tokens two sets with Jaccard >= near must share one of."""
-    return size - math.ceil(near * size - 1e-9) + 1
-
-
-def find_leakage(train: list[Question], evaluation: list[Question], *, near: float = 0.9) -> list[LeakagePair]:
-    """Evaluation questions that match a training question exactly (normalised) or nearly
-    (token-set Jaccard >= near). Near pairs use prefix filtering: with tokens ordered rarest
-    first, two sets that similar must share a token among their first few, so only train
-    questions indexed under those tokens are compared, not all len(train) x len(evaluation)."""
-    if not 0 < near <= 1:
-        raise ValueError(f"near must be a Jaccard similarity in (0, 1], got {near}.")
-    exact: dict[str, list[int]] = defaultdict(list)
-    train_tokens = []
-    for i, question in enumerate(train):
-        exact[question.key].append(i)
-        train_tokens.append(set(_WORD.findall(question.key)))
-    frequency = Counter(token for tokens in train_tokens for token in tokens)
-
-    def rarest_first(tokens: set[str]) -> list[str]:
-        return sorted(tokens, key=lambda t: (frequency[t], t))
-
-    index: dict[str, list[int]] = defaultdict(list)
-    for i, tokens in enumerate(train_tokens):
-        for token in rarest_first(tokens)[: _prefix_length(len(tokens), near)]:
-            index[token].append(i)
-    pairs: list[LeakagePair] = []
-    for question in evaluation:
-        key = question.key
-        exact_rows = exact.get(key, [])
-        pairs += [LeakagePair(train[i].id, question.id, 1.0, question.text) for i in exact_rows]
-        tokens = set(_WORD.findall(key))
-        candidates = {i for t in rarest_first(tokens)[: _prefix_length(len(tokens), near)] for i in index.get(t, ())}
-        near_pairs = []
-        for i in candidates.difference(exact_rows):
-            other = train_tokens[i]
-            if near * len(tokens) - 1e-9 <= len(other) <= len(tokens) / near + 1e-9:
-                similarity = len(tokens & other) / len(tokens | other)
-                if similarity >= near:
-                    near_pairs.append(LeakagePair(train[i].id, question.id, similarity, question.text))
-        pairs += sorted(near_pairs, key=lambda p: (-p.similarity, p.train_id))
-    return pairs
-
-
-def drop_leakage(evaluation: list[Question], pairs: list[LeakagePair]) -> list[Question]:
-    """The evaluation set without the questions named in `pairs` (from find_leakage)."""
-    leaked = {pair.eval_id for pair in pairs}
-    return [question for question in evaluation if question.id not in leaked]

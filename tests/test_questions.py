@@ -7,15 +7,13 @@ import time
 
 import pytest
 
+from core.leakage import deduplicate_across, drop_leakage, find_leakage
 from core.questions import (
     ColumnMapping,
     Question,
     QuestionImportError,
     QuestionKind,
     bundled_sets,
-    deduplicate_across,
-    drop_leakage,
-    find_leakage,
     import_questions,
     load_question_set,
     normalise,
