@@ -75,18 +75,57 @@ def print_chain(mote, question: str, path: str | None, max_stage_tokens: int) ->
     print()
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from core.chains import bundled_sample_chains_path, load_chains_jsonl
-    from core.recipe import run_training, setup_run
+def _queue(args: argparse.Namespace):
+    from jobs.queue import JobQueue
 
-    home = _home(args)
+    return JobQueue(url=args.db, home=_home(args))
+
+
+def _submit(args: argparse.Namespace, kind: str, config: dict) -> int:
+    from jobs.cli import submit_and_follow
+
+    return submit_and_follow(_queue(args), kind, config, args.detach, depends_on=args.after, gpus=args.gpus, auto_retry=args.auto_retry)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Submit a training job (MoTE or a baseline) to the queue and follow it."""
     config = _config(args)
-    chains = load_chains_jsonl(args.chains or bundled_sample_chains_path())
-    out = Path(args.out) if args.out else home / "runs" / time.strftime(f"{config.method.value}-%Y%m%d-%H%M%S")
-    print(f"Training {config.method.value} on {len(chains)} chains with {config.model}; run folder {out}")
-    setup = setup_run(config, chains, home=home)
-    result = run_training(setup, out, reporter=ConsoleReporter())
-    print(f"Done: {result.steps} steps, final loss {result.losses[-1]:.4f}; experts exported to {out / 'export'}")
+    chains = str(Path(args.chains).resolve()) if args.chains else None
+    return _submit(args, "train", {"mote": config.to_dict(), "chains": chains, "out": args.out})
+
+
+def _generate_config(args: argparse.Namespace) -> dict:
+    from core.config import GenerateConfig
+
+    fields = GenerateConfig.__dataclass_fields__
+    settings = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    return {"generate": settings, "questions": args.questions, "model": args.model, "limit": args.limit}
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Submit a self-generation job; chains go to the database and to OUT/chains.jsonl."""
+    return _submit(args, "generate", {**_generate_config(args), "out": args.out})
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """Submit generate -> train as dependent jobs."""
+    train = {"mote": _config(args).to_dict()}
+    return _submit(args, "pipeline", {"generate": _generate_config(args), "train": train})
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from jobs.cli import run_jobs_command
+
+    return run_jobs_command(args, _queue(args))
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Table-2 statistics of a chains folder or file."""
+    from core.chain_store import JsonlChainSink, chain_statistics, statistics_table
+
+    folder = Path(args.chains)
+    sink = JsonlChainSink(folder if folder.is_dir() else folder.parent)
+    print(statistics_table(chain_statistics(sink.records(), sink.dropped())))
     return 0
 
 
@@ -103,47 +142,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = run_training(setup, out, reporter=ConsoleReporter())
     print(f"Trained {result.steps} steps (loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}); run folder {out}")
     print_chain(setup.mote, args.question, args.path, args.max_stage_tokens)
-    return 0
-
-
-class ProgressBar:
-    """A one-line terminal progress bar with rate and ETA."""
-
-    def __init__(self, label: str) -> None:
-        self.label, self.started = label, time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / max(done, 1) * (total - done)
-        filled = int(30 * done / max(total, 1))
-        print(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}  "
-              f"{done / max(elapsed, 1e-9) * 60:.1f}/min  ETA {eta:.0f}s", end="", flush=True)
-        if done == total:
-            print()
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    from core.chain_store import JsonlChainSink, chain_statistics, statistics_table
-    from core.config import GenerateConfig
-    from core.generation import generate_chains
-    from core.generators import build_generator
-    from core.prompts import load_prompt_set
-    from core.questions import load_question_set
-
-    home = _home(args)
-    settings = GenerateConfig.__dataclass_fields__
-    overrides = {k: v for k, v in vars(args).items() if k in settings and v is not None}
-    config = GenerateConfig(**overrides)
-    report = load_question_set(args.questions)
-    if report.rejected:
-        print(report.summary())
-    prompts = load_prompt_set(config.prompts_dir)
-    generator = build_generator(config, args.model, home=home)
-    sink = JsonlChainSink(args.out)
-    print(f"Generating chains for {len(report.questions)} questions with {generator.id} into {args.out}")
-    summary = generate_chains(report.questions, generator, config, prompts, sink, progress=ProgressBar("chains"), limit=args.limit)
-    print(f"Wrote {summary.written} chains ({summary.skipped_done} already done) in {summary.seconds:.0f}s")
-    print(statistics_table(chain_statistics(sink.records(), sink.dropped())))
     return 0
 
 
@@ -181,38 +179,54 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_generate_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--questions", default="train", help="bundled set name (e.g. train) or a file/folder")
+    if not any(a.dest == "model" for a in sub._actions):
+        sub.add_argument("--model", default="smollm2-135m-instruct", help="the model being aligned")
+    sub.add_argument("--limit", type=int, help="generate at most N chains")
+    sub.add_argument("--batch-size", dest="batch_size", type=int)
+    sub.add_argument("--generator", help="self (default), a local model, or openai")
+    sub.add_argument("--endpoint-url", dest="endpoint_url")
+    sub.add_argument("--endpoint-model", dest="endpoint_model")
+    sub.add_argument("--api-key-env", dest="api_key_env")
+    sub.add_argument("--flagged-policy", dest="flagged_policy", choices=["keep", "drop", "regenerate"])
+    sub.add_argument("--max-regenerations", dest="max_regenerations", type=int)
+    sub.add_argument("--temperature", type=float)
+    sub.add_argument("--prompts-dir", dest="prompts_dir")
+    for name in ("analysis", "guidance", "answer", "check"):
+        sub.add_argument(f"--{name}-tokens", dest=f"{name}_tokens", type=int)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="launch.py", description="MoTE Studio")
     parser.add_argument("--home", help="data directory (default: $MOTE_HOME or ~/.mote-studio)")
+    parser.add_argument("--db", help="SQLAlchemy database URL (default: $MOTE_DATABASE_URL or HOME/mote.db)")
     verbs = parser.add_subparsers(dest="verb")
     paths = ["answer", "analysis->answer", "analysis->guidance->answer"]
 
     demo = verbs.add_parser("demo", help="train on the bundled chains, then answer a question")
-    train = verbs.add_parser("train", help="train MoTE or a baseline on a chain file")
-    for sub in (demo, train):
+    train = verbs.add_parser("train", help="train MoTE or a baseline on a chain file (a queued job)")
+    pipeline = verbs.add_parser("pipeline", help="generate chains, then train on them (dependent jobs)")
+    for sub in (demo, train, pipeline):
         sub.add_argument("--preset", default="quick", help="bundled preset: quick or paper")
         sub.add_argument("--config", help="YAML config file (overrides --preset)")
         sub.add_argument("--model", help="base model: bundled alias, local folder or hub id")
         sub.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
     train.add_argument("--chains", help="chain dataset (.jsonl); default: the bundled sample chains")
-    train.add_argument("--method", help="mote, lora, lora_x2, sft, mote_no_skip, mote_no_shared, mote_no_skip_no_shared")
-    train.add_argument("--out", help="run folder (default: HOME/runs/METHOD-TIMESTAMP)")
-    generate = verbs.add_parser("generate", help="self-generate AlignCoT chains for a question set")
-    generate.add_argument("--questions", required=True, help="bundled set name (e.g. train) or a file/folder")
-    generate.add_argument("--model", default="smollm2-135m-instruct", help="the model being aligned")
-    generate.add_argument("--out", required=True, help="output folder (chains.jsonl; a rerun resumes)")
-    generate.add_argument("--limit", type=int, help="generate at most N new chains")
-    generate.add_argument("--batch-size", dest="batch_size", type=int)
-    generate.add_argument("--generator", help="self (default), a local model, or openai")
-    generate.add_argument("--endpoint-url", dest="endpoint_url")
-    generate.add_argument("--endpoint-model", dest="endpoint_model")
-    generate.add_argument("--api-key-env", dest="api_key_env")
-    generate.add_argument("--flagged-policy", dest="flagged_policy", choices=["keep", "drop", "regenerate"])
-    generate.add_argument("--max-regenerations", dest="max_regenerations", type=int)
-    generate.add_argument("--temperature", type=float)
-    generate.add_argument("--prompts-dir", dest="prompts_dir")
-    for name in ("analysis", "guidance", "answer", "check"):
-        generate.add_argument(f"--{name}-tokens", dest=f"{name}_tokens", type=int)
+    for sub in (train, pipeline):
+        sub.add_argument("--method", help="mote, lora, lora_x2, sft, mote_no_skip, mote_no_shared, mote_no_skip_no_shared")
+    train.add_argument("--out", help="run folder (default: HOME/runs/job-ID)")
+    generate = verbs.add_parser("generate", help="self-generate AlignCoT chains for a question set (a queued job)")
+    generate.add_argument("--out", help="output folder for chains.jsonl (default: HOME/runs/job-ID); a retry resumes")
+    for sub in (generate, pipeline):
+        _add_generate_arguments(sub)
+    from jobs.cli import add_job_arguments, add_submit_arguments
+
+    for sub in (train, generate, pipeline):
+        add_submit_arguments(sub)
+    add_job_arguments(verbs)
+    stats = verbs.add_parser("stats", help="chain dataset statistics (Table 2) of a chains folder")
+    stats.add_argument("chains", help="folder holding chains.jsonl (or the file)")
     questions = verbs.add_parser("questions", help="list, import and check question sets")
     questions.add_argument("action", choices=["list", "import", "leakage"])
     questions.add_argument("file", nargs="?", help="file or folder to import")
@@ -233,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"demo": cmd_demo, "train": cmd_train, "ask": cmd_ask, "generate": cmd_generate, "questions": cmd_questions}
+    handlers = {"demo": cmd_demo, "train": cmd_train, "ask": cmd_ask, "generate": cmd_generate, "questions": cmd_questions,
+                "pipeline": cmd_pipeline, "jobs": cmd_jobs, "stats": cmd_stats}
     if args.verb is None:
         args = build_parser().parse_args(["demo", *(argv or sys.argv[1:])])
     try:

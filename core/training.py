@@ -228,6 +228,15 @@ def save(session: TrainingSession, output_dir: Path) -> Path:
     return path
 
 
+def _agreed_stop(acc: Accelerator, should_stop: Callable[[], bool] | None) -> bool:
+    """Every process asks, and all stop if any was told to, so no rank waits in a collective."""
+    local = bool(should_stop()) if should_stop is not None else False
+    if acc.num_processes == 1:
+        return local
+    flag = torch.tensor(int(local), device=acc.device)
+    return bool(acc.reduce(flag, "sum") > 0)
+
+
 def fit(
     session: TrainingSession,
     samples: list[EncodedChain],
@@ -246,7 +255,7 @@ def fit(
     additive = session.mote.model.dtype if session.mote.model.config._attn_implementation == "eager" else None
     last_checkpoint, metrics_log, stopped = None, [], False
     while state.step < session.total_steps:
-        if should_stop is not None and should_stop():
+        if _agreed_stop(acc, should_stop):
             stopped = True
             break
         batches = micro_batches(

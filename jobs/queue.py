@@ -1,0 +1,220 @@
+"""JobQueue: submit, cancel, retry and recover jobs; one APScheduler tick dispatches and reaps.
+
+Why APScheduler holds nothing: a single BackgroundScheduler calls `tick()` every second, and
+`tick()` reads the job rows, so shutting the app down leaves queued jobs queued and running
+workers running, and the next JobQueue on the same database carries on (re-attaching to live
+workers, marking dead ones interrupted). Only job ids cross the scheduler.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.orm import Session
+
+from jobs.db import database_url, init_db, session_factory
+from jobs.dispatch import Dispatcher, DispatchSettings
+from jobs.gpus import GpuStatus, list_gpus
+from jobs.lifecycle import create_retry, latest_attempt, mark_cancelled, new_job, pipeline_stages
+from jobs.lock import DispatcherLock
+from jobs.processes import is_our_worker, signal_group
+from jobs.records import ChainDataset, Job, JobKind, JobStatus, utcnow
+from jobs.specs import EVALUATION_NOT_READY, JobConfigError, JobSpec, NotAvailableYet, PipelineSpec, TrainSpec, parse_job_config
+
+log = logging.getLogger(__name__)
+
+
+class JobQueue:
+    """The one way jobs are created and controlled (app, CLI and tests alike)."""
+
+    def __init__(self, url: str | None = None, home: Path | None = None, *, grace_seconds: float = 30.0,
+                 max_cpu_jobs: int = 1, gpus_per_job: int = 1, tick_seconds: float = 1.0,
+                 gpu_lister: Callable[[], GpuStatus] = list_gpus) -> None:
+        from core.model_source import default_home
+
+        self.home = Path(home).expanduser() if home is not None else default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.url = database_url(self.home, url)
+        self.engine = init_db(self.url)
+        self.sessions = session_factory(self.engine)
+        self.tick_seconds = tick_seconds
+        self.settings = DispatchSettings(grace_seconds, max_cpu_jobs, gpus_per_job)
+        self.dispatcher = Dispatcher(self.sessions, self.url, self.home, self.settings, gpu_lister)
+        self._scheduler: BackgroundScheduler | None = None
+        self._lock: DispatcherLock | None = None
+        self._tick_guard = threading.Lock()
+
+    # ---- submitting ------------------------------------------------------------------------
+    def submit(self, kind: JobKind | str, config: dict[str, Any], depends_on: list[int] = (),
+               gpus: list[int] | None = None, auto_retry: bool = False) -> int:
+        """Queue a job and return its id. An invalid config raises JobConfigError naming the
+        setting, and is also stored as a failed job so history shows it."""
+        try:
+            kind = JobKind(kind)
+        except ValueError:
+            raise JobConfigError(f"kind={kind!r} is not known: use one of {[k.value for k in JobKind]}.") from None
+        if kind is JobKind.EVALUATE:
+            raise NotAvailableYet(EVALUATION_NOT_READY)
+        try:
+            spec = parse_job_config(kind, config)
+            with self.sessions() as session:
+                self._check_references(session, spec, list(depends_on), gpus)
+        except NotAvailableYet:
+            raise
+        except JobConfigError as error:
+            error.job_id = self._store_rejected(kind, config, str(error))
+            raise
+        depends_on = list(depends_on)
+        if isinstance(spec, TrainSpec) and spec.chains_from_job and spec.chains_from_job not in depends_on:
+            depends_on.append(spec.chains_from_job)  # train only on a finished generation
+        with self.sessions.begin() as session:
+            if isinstance(spec, PipelineSpec):
+                return self._submit_pipeline(session, spec, depends_on, gpus, auto_retry)
+            return new_job(session, self.home, kind, spec.snapshot(), depends_on=depends_on,
+                           gpus=gpus, auto_retry=auto_retry).id
+
+    def _check_references(self, session: Session, spec: JobSpec, depends_on: list[int], gpus: list[int] | None) -> None:
+        missing = [d for d in depends_on if session.get(Job, d) is None]
+        if missing:
+            raise JobConfigError(f"depends_on: no job(s) {missing}; list existing job ids (launch.py jobs list).")
+        if gpus is not None and (not isinstance(gpus, list) or not all(isinstance(g, int) and g >= 0 for g in gpus)):
+            raise JobConfigError(f"gpus={gpus!r} is not valid: give a list of GPU indices such as [0, 1], or none.")
+        if isinstance(spec, TrainSpec):
+            if spec.chain_dataset_id and session.get(ChainDataset, spec.chain_dataset_id) is None:
+                raise JobConfigError(f"train config: chain_dataset_id={spec.chain_dataset_id} does not exist.")
+            source = session.get(Job, spec.chains_from_job) if spec.chains_from_job else None
+            if spec.chains_from_job and (source is None or source.kind is not JobKind.GENERATE):
+                raise JobConfigError(f"train config: chains_from_job={spec.chains_from_job} is not a generate job.")
+
+    def _store_rejected(self, kind: JobKind, config: Any, error: str) -> int:
+        snapshot = json.loads(json.dumps(config, default=str)) if config is not None else {}
+        with self.sessions.begin() as session:
+            job = new_job(session, self.home, kind, snapshot if isinstance(snapshot, dict) else {"value": snapshot},
+                          status=JobStatus.FAILED, error=f"Invalid config: {error}")
+            job.message = "rejected at submit"
+            return job.id
+
+    def _submit_pipeline(self, session: Session, spec: PipelineSpec, depends_on: list[int],
+                         gpus: list[int] | None, auto_retry: bool) -> int:
+        generate = new_job(session, self.home, JobKind.GENERATE, spec.generate.snapshot(), depends_on=depends_on,
+                           gpus=gpus, auto_retry=auto_retry)
+        train_config = {**spec.train.snapshot(), "chains_from_job": generate.id}
+        train = new_job(session, self.home, JobKind.TRAIN, train_config, depends_on=[generate.id],
+                        gpus=gpus, auto_retry=auto_retry)
+        stages = {"generate": generate.id, "train": train.id}
+        return new_job(session, self.home, JobKind.PIPELINE, {**spec.snapshot(), "stages": stages},
+                       depends_on=list(stages.values())).id
+
+    # ---- controlling -----------------------------------------------------------------------
+    def cancel(self, job_id: int) -> JobStatus:
+        """Queued (or interrupted): cancelled at once. Running: SIGTERM now (the worker saves a
+        checkpoint and stops), SIGKILL after the grace period; the reaper records the end."""
+        with self.sessions.begin() as session:
+            job = self._get(session, job_id)
+            if job.kind is JobKind.PIPELINE and job.status is JobStatus.QUEUED:
+                for stage in pipeline_stages(job):
+                    latest = latest_attempt(session, stage)
+                    if latest is not None and latest.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                        self._cancel_one(latest)
+            status = self._cancel_one(job)
+        return status
+
+    def _cancel_one(self, job: Job) -> JobStatus:
+        if job.status in (JobStatus.QUEUED, JobStatus.INTERRUPTED):
+            mark_cancelled(job, "cancelled by the user" + (" before it started" if job.status is JobStatus.QUEUED else ""))
+        elif job.status is JobStatus.RUNNING:
+            job.cancel_requested, job.cancel_requested_at = True, job.cancel_requested_at or utcnow()
+            job.message = "cancelling: saving progress"
+            if job.host == self.dispatcher.host and is_our_worker(job.pid, job.id):
+                signal_group(job.pid, signal.SIGTERM)
+                self.dispatcher.terminated.add(job.id)
+        else:
+            raise ValueError(f"Job {job.id} already {job.status.value}; there is nothing to cancel.")
+        return job.status
+
+    def retry(self, job_id: int) -> int:
+        """A new job (retry_of=job_id) that resumes the failed, cancelled or interrupted one."""
+        with self.sessions.begin() as session:
+            job = self._get(session, job_id)
+            if job.kind is not JobKind.PIPELINE:
+                return create_retry(session, self.home, job).id
+            stages = {}
+            for name, stage_id in (job.config.get("stages") or {}).items():
+                latest = latest_attempt(session, stage_id)
+                unfinished = latest.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED)
+                stages[name] = create_retry(session, self.home, latest).id if unfinished else latest.id
+            retry = create_retry(session, self.home, job)
+            retry.config = {**job.config, "stages": stages}
+            return retry.id
+
+    def recover(self) -> list[int]:
+        return self.dispatcher.recover()
+
+    def dispatch(self) -> list[int]:
+        return self.dispatcher.dispatch()
+
+    def reap(self) -> list[int]:
+        return self.dispatcher.reap()
+
+    def tick(self) -> None:
+        """Reap, then dispatch; ticks never overlap, and an error is logged, not raised."""
+        if not self._tick_guard.acquire(blocking=False):
+            return
+        try:
+            self.reap()
+            self.dispatch()
+        except Exception:
+            log.exception("job queue tick failed; trying again next tick")
+        finally:
+            self._tick_guard.release()
+
+    def get(self, job_id: int) -> Job:
+        with self.sessions() as session:
+            return self._get(session, job_id)
+
+    @staticmethod
+    def _get(session: Session, job_id: int) -> Job:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"There is no job {job_id}: see `launch.py jobs list` for ids.")
+        return job
+
+    # ---- running ---------------------------------------------------------------------------
+    def start(self, *, lock: bool = True) -> None:
+        """Recover after a restart, then tick every `tick_seconds` in a background thread."""
+        if self._scheduler is not None:
+            return
+        if lock:
+            self._lock = DispatcherLock(self.home)
+            self._lock.acquire()
+        self.recover()
+        self._scheduler = BackgroundScheduler(daemon=True)
+        self._scheduler.add_job(self.tick, "interval", seconds=self.tick_seconds, max_instances=1,
+                                coalesce=True, next_run_time=utcnow_local())
+        self._scheduler.start()
+
+    def shutdown(self, wait: bool = False) -> None:
+        """Stop ticking; queued jobs stay queued and running workers keep running."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=wait)
+            self._scheduler = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler is not None
+
+
+def utcnow_local():
+    """APScheduler wants an aware or local time for the first run: now."""
+    from datetime import datetime
+
+    return datetime.now().astimezone()

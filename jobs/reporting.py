@@ -1,0 +1,102 @@
+"""What a worker reports while core runs: progress and ETA on the job row, per-step metrics and
+checkpoints of training, TensorBoard event files, and the stop check core polls.
+
+Why the stop check reads the database too: a cancel may come from another process or machine
+(the CLI, the UI on another host) that cannot signal this worker; the flag on the job row
+reaches it within a second either way, and SIGTERM from the dispatcher is seen at once.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobs.records import Job
+from jobs.results import record_metric, sync_checkpoints
+
+
+class JobProgress:
+    """Writes progress (0..1), ETA and a status line to the job row."""
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: int) -> None:
+        self.sessions, self.job_id = sessions, job_id
+        self.started = time.monotonic()
+        self.first_done: int | None = None
+
+    def values(self, done: int, total: int, message: str) -> dict:
+        """Column values for `done` of `total`; the ETA counts only work done by this process."""
+        if self.first_done is None:
+            self.first_done = done - 1
+        rate_done = done - self.first_done
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / max(rate_done, 1) * max(total - done, 0)
+        return {"progress": min(1.0, done / max(total, 1)), "eta_seconds": round(eta, 1), "message": message}
+
+    def update(self, session: Session, done: int, total: int, message: str) -> None:
+        session.execute(update(Job).where(Job.id == self.job_id).values(**self.values(done, total, message)))
+
+    def __call__(self, done: int, total: int) -> None:
+        """core's generation ProgressCallback: one update per finished chain."""
+        with self.sessions.begin() as session:
+            self.update(session, done, total, f"{done}/{total} chains")
+
+
+class StopCheck:
+    """core's should_stop: True after SIGTERM or once cancel_requested is set on the job row."""
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: int, poll_seconds: float = 1.0) -> None:
+        self.sessions, self.job_id, self.poll_seconds = sessions, job_id, poll_seconds
+        self.signalled = False
+        self.cancelled = False
+        self._last_poll = 0.0
+
+    def request(self, *_args) -> None:
+        """Signal handler: only sets a flag (core stops at the next step and saves a checkpoint)."""
+        self.signalled = True
+
+    def __call__(self) -> bool:
+        if self.signalled or self.cancelled:
+            return True
+        now = time.monotonic()
+        if now - self._last_poll >= self.poll_seconds:
+            self._last_poll = now
+            with self.sessions() as session:
+                self.cancelled = bool(session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
+        return self.cancelled
+
+
+def tensorboard_writer(folder: Path):
+    """A SummaryWriter when tensorboard is installed, else None (event files are optional)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:
+        return None
+    return SummaryWriter(log_dir=str(folder))
+
+
+class TrainingReporter:
+    """core's ProgressReporter: one Metric row per step (upserted), checkpoint rows as the
+    folders appear, job progress, and TensorBoard scalars."""
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: int, run_id: int, run_dir: Path) -> None:
+        self.sessions, self.job_id, self.run_id, self.run_dir = sessions, job_id, run_id, Path(run_dir)
+        self.progress = JobProgress(sessions, job_id)
+        self.writer = tensorboard_writer(self.run_dir / "tensorboard")
+
+    def on_step(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
+        with self.sessions.begin() as session:
+            record_metric(session, self.run_id, self.job_id, step, metrics)
+            sync_checkpoints(session, self.run_id, self.run_dir)  # the one saved after the previous step
+            self.progress.update(session, step, total_steps, f"step {step}/{total_steps}  loss {metrics['loss']:.4f}")
+        if self.writer is not None:
+            for name in ("loss", "learning_rate", "tokens_per_second"):
+                if name in metrics:
+                    self.writer.add_scalar(f"train/{name}", metrics[name], step)
+
+    def close(self) -> None:
+        with self.sessions.begin() as session:
+            sync_checkpoints(session, self.run_id, self.run_dir)
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,222 @@
+"""One job in one process: `python -m jobs.worker JOB_ID --db URL [--home DIR]`.
+
+Why a process per job: a cancel can end it, a crash cannot take the UI down, and the GPU
+memory is returned when it exits. The worker loads its job row, marks it running, runs the core
+function for the job's kind with database-backed progress, sinks and stop check, and writes the
+final status itself (succeeded / cancelled / failed with the traceback's tail). If it dies
+without doing so (kill -9, power loss), the dispatcher's reaper finds the row still running and
+marks it interrupted. Under `accelerate launch` every rank runs this; only rank 0 writes rows.
+"""
+from __future__ import annotations
+
+import argparse
+import enum
+import os
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobs.db import DATABASE_ENV, make_engine, session_factory
+from jobs.lifecycle import root_job_id
+from jobs.records import ChainDataset, Job, JobKind, JobStatus, TrainingRun, utcnow
+from jobs.reporting import JobProgress, StopCheck, TrainingReporter
+from jobs.results import chain_records, dataset_for_job, run_for_dir, store_question_set
+
+TRACEBACK_LINES = 15
+
+
+class ExitCode(enum.IntEnum):
+    SUCCEEDED = 0
+    FAILED = 1
+    BAD_REQUEST = 2
+    CANCELLED = 3
+
+
+@dataclass
+class Outcome:
+    stopped: bool
+    summary: str
+
+
+@dataclass
+class WorkerContext:
+    job: Job
+    sessions: sessionmaker[Session]
+    home: Path
+    stop: StopCheck
+    is_main: bool
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+
+def load_training_chains(session: Session, config: dict) -> list:
+    from core.chains import bundled_sample_chains_path, chain_from_dict, load_chains_jsonl
+
+    if config.get("chains"):
+        return load_chains_jsonl(config["chains"])
+    dataset_id = config.get("chain_dataset_id")
+    if config.get("chains_from_job"):
+        root = root_job_id(session, config["chains_from_job"])
+        dataset_id = session.scalar(select(ChainDataset.id).where(ChainDataset.job_id == root))
+        if dataset_id is None:
+            raise ValueError(f"Job {config['chains_from_job']} stored no chain dataset: run that generate job first.")
+    if dataset_id is None:
+        return load_chains_jsonl(bundled_sample_chains_path())
+    records = chain_records(session, dataset_id)
+    if not records:
+        raise ValueError(f"Chain dataset {dataset_id} has no kept chains: generate chains into it first.")
+    return [chain_from_dict(r, f"dataset {dataset_id} chain {r.get('id')}") for r in records]
+
+
+def run_train(ctx: WorkerContext) -> Outcome:
+    from core.recipe import EXPORT_DIR, run_training, setup_run
+    from jobs.specs import parse_train
+
+    spec = parse_train(ctx.job.config)
+    run_dir = Path(ctx.job.run_dir)
+    with ctx.sessions.begin() as session:
+        chains = load_training_chains(session, ctx.job.config)
+        run_id = run_for_dir(session, root_job_id(session, ctx.job.id), run_dir, spec.mote.method.value, spec.mote.model)
+    ctx.say(f"Training {spec.mote.method.value} on {len(chains)} chains with {spec.mote.model}; run folder {run_dir}")
+    setup = setup_run(spec.mote, chains, home=ctx.home, say=ctx.say)
+    reporter = TrainingReporter(ctx.sessions, ctx.job.id, run_id, run_dir) if ctx.is_main else None
+    result = run_training(setup, run_dir, resume=True, reporter=reporter, should_stop=ctx.stop)
+    if reporter is not None:
+        reporter.close()
+        with ctx.sessions.begin() as session:
+            run = session.get(TrainingRun, run_id)
+            run.total_steps, run.final_step = result.total_steps, result.steps
+            if not result.stopped and (run_dir / EXPORT_DIR).is_dir():
+                run.export_path = str(run_dir / EXPORT_DIR)
+    loss = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
+    return Outcome(result.stopped, f"{result.steps}/{result.total_steps} steps{loss}")
+
+
+def run_generate(ctx: WorkerContext) -> Outcome:
+    from core.chain_store import JsonlChainSink
+    from core.generation import generate_chains
+    from core.generators import build_generator
+    from core.prompts import load_prompt_set
+    from core.questions import load_question_set
+    from jobs.sinks import DatabaseChainSink, MirroredChainSink
+    from jobs.specs import parse_generate
+
+    spec = parse_generate(ctx.job.config)
+    run_dir = Path(ctx.job.run_dir)
+    report = load_question_set(spec.questions)
+    if report.rejected:
+        ctx.say(report.summary())
+    set_name = Path(spec.questions).stem
+    with ctx.sessions.begin() as session:
+        root = root_job_id(session, ctx.job.id)
+        set_id = store_question_set(session, set_name, spec.questions, report.questions)
+        dataset_id = dataset_for_job(session, root, spec.dataset_name or f"job-{root}-{set_name}", run_dir, set_id)
+    sink = MirroredChainSink(DatabaseChainSink(ctx.sessions, dataset_id), JsonlChainSink(run_dir))
+    sink.backfill()
+    done = sink.done_ids() & {q.id for q in report.questions}
+    limit = max(0, spec.limit - len(done)) if spec.limit is not None else None  # a retry finishes the limit
+    prompts = load_prompt_set(spec.generate.prompts_dir)
+    generator = build_generator(spec.generate, spec.model, home=ctx.home, say=ctx.say)
+    ctx.say(f"Generating chains for {len(report.questions)} questions ({len(done)} done) with {generator.id}")
+    summary = generate_chains(report.questions, generator, spec.generate, prompts, sink,
+                              progress=JobProgress(ctx.sessions, ctx.job.id), should_stop=ctx.stop, limit=limit)
+    return Outcome(summary.stopped, f"{summary.written} chains written, {summary.skipped_done} already done")
+
+
+RUNNERS: dict[JobKind, Callable[[WorkerContext], Outcome]] = {JobKind.TRAIN: run_train, JobKind.GENERATE: run_generate}
+
+
+def claim(sessions: sessionmaker[Session], job_id: int) -> Job:
+    """Mark the job running (a job started by hand, still queued, gets this pid)."""
+    with sessions.begin() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"There is no job {job_id} in this database: check --db / {DATABASE_ENV}.")
+        if job.status is JobStatus.QUEUED:
+            job.status, job.pid, job.host = JobStatus.RUNNING, os.getpid(), socket.gethostname()
+        elif job.status is not JobStatus.RUNNING:
+            raise LookupError(f"Job {job_id} is {job.status.value}; only a queued or running job can run. "
+                              f"Use `launch.py jobs retry {job_id}` to run it again.")
+        if job.kind not in RUNNERS:
+            raise LookupError(f"Job {job_id} is a {job.kind.value} job, which no worker runs.")
+        job.started_at = job.started_at or utcnow()
+        job.message = "starting"
+        return job
+
+
+def finish(sessions: sessionmaker[Session], job_id: int, status: JobStatus, code: ExitCode, message: str, error: str | None = None) -> None:
+    with sessions.begin() as session:
+        job = session.get(Job, job_id)
+        job.status, job.exit_code, job.finished_at, job.message = status, int(code), utcnow(), message
+        job.error = error
+        if status is JobStatus.SUCCEEDED:
+            job.progress, job.eta_seconds = 1.0, 0.0
+
+
+def run_job(sessions: sessionmaker[Session], job_id: int, home: Path) -> ExitCode:
+    """Run one job to its end and record how it ended; returns the process exit code."""
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    stop = StopCheck(sessions, job_id)
+    previous = {sig: signal.signal(sig, stop.request) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _run_job(sessions, job_id, home, stop, is_main)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_job(sessions: sessionmaker[Session], job_id: int, home: Path, stop: StopCheck, is_main: bool) -> ExitCode:
+    try:
+        job = claim(sessions, job_id) if is_main else sessions().get(Job, job_id)
+    except LookupError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return ExitCode.BAD_REQUEST
+    ctx = WorkerContext(job, sessions, home, stop, is_main)
+    try:
+        outcome = RUNNERS[job.kind](ctx)
+    except Exception as error:
+        tail = "".join(traceback.format_exc().splitlines(keepends=True)[-TRACEBACK_LINES:])
+        traceback.print_exc()
+        if is_main:
+            finish(sessions, job_id, JobStatus.FAILED, ExitCode.FAILED, "failed", f"{type(error).__name__}: {error}\n\nTraceback (last lines):\n{tail}")
+        return ExitCode.FAILED
+    cancelled = outcome.stopped and (stop.signalled or stop.cancelled)
+    status, code = (JobStatus.CANCELLED, ExitCode.CANCELLED) if cancelled else (JobStatus.SUCCEEDED, ExitCode.SUCCEEDED)
+    ctx.say(f"Job {job_id} {status.value}: {outcome.summary}")
+    if is_main:
+        finish(sessions, job_id, status, code, outcome.summary, "cancelled on request; progress was saved" if cancelled else None)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.worker", description="Run one MoTE Studio job.")
+    parser.add_argument("job_id", type=int)
+    parser.add_argument("--db", help=f"database URL (default: ${DATABASE_ENV})")
+    parser.add_argument("--home", help="data directory (default: $MOTE_HOME or ~/.mote-studio)")
+    args = parser.parse_args(argv)
+    url = args.db or os.environ.get(DATABASE_ENV)
+    if not url:
+        parser.error(f"pass --db URL or set {DATABASE_ENV}")
+    if args.home:  # the dispatcher always passes it: no torch import before the SIGTERM handler
+        home = Path(args.home).expanduser()
+    else:
+        from core.model_source import default_home
+
+        home = default_home()
+    engine = make_engine(url)
+    try:
+        return int(run_job(session_factory(engine), args.job_id, home))
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
