@@ -47,6 +47,7 @@ class StepExpertLinear(nn.Module):
         self.lora_B = nn.Parameter(torch.zeros(base_layer.out_features, self.num_experts, rank, **factory))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self._folded_weight: torch.Tensor | None = None
+        self._folded = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -58,24 +59,44 @@ class StepExpertLinear(nn.Module):
 
     def expert_delta(self, gate: torch.Tensor) -> torch.Tensor:
         """Weight update (out, in) of one gate vector (E,): scaling * sum_e g_e B_e A_e."""
+        b, a = self._active_factors(gate)
+        return b @ a
+
+    def _active_factors(self, gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(out, k*r) and (k*r, in) factors of the experts with a non-zero gate (k <= E)."""
         gate = gate.to(device=self.lora_B.device, dtype=self.lora_B.dtype) * self.scaling
-        scaled_b = self.lora_B * gate.view(1, -1, 1)
-        return scaled_b.reshape(self.lora_B.shape[0], -1) @ self.lora_A.reshape(-1, self.lora_A.shape[-1])
+        active = gate.nonzero().flatten()
+        scaled_b = self.lora_B[:, active] * gate[active].view(1, -1, 1)
+        return scaled_b.reshape(self.lora_B.shape[0], -1), self.lora_A[active].reshape(-1, self.lora_A.shape[-1])
 
     def fold(self, gate: torch.Tensor) -> None:
-        """Cache W0 + delta(gate) so forward is one plain matmul (generation within a stage)."""
+        """Cache W0 + delta(gate) so forward is one plain matmul (generation within a stage).
+
+        Only the experts with a non-zero gate are multiplied (two for a MoTE stage), and the
+        folded weight reuses one buffer across stage switches.
+        """
         with torch.no_grad():
             base = self.base_layer.weight
-            self._folded_weight = (base.float() + self.expert_delta(gate)).to(base.dtype)
+            if self._folded_weight is None:
+                self._folded_weight = torch.empty_like(base)
+            b, a = self._active_factors(gate)
+            if base.dtype == b.dtype:
+                torch.addmm(base, b, a, out=self._folded_weight)
+            else:
+                torch.add(base, (b @ a).to(base.dtype), out=self._folded_weight)
+            self._folded = True
 
-    def unfold(self) -> None:
-        self._folded_weight = None
+    def unfold(self, release: bool = True) -> None:
+        """Go back to per-token routing; `release` frees the folded buffer."""
+        self._folded = False
+        if release:
+            self._folded_weight = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., in) with router gates (..., E) -> (..., out)."""
         if not self.router.enabled:
             return self.base_layer(x)
-        if self._folded_weight is not None:
+        if self._folded:
             return F.linear(x, self._folded_weight, self.base_layer.bias)
         gates = self.router.gates
         if gates is None:

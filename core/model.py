@@ -6,6 +6,7 @@ tests, export and loading reuse one by one (litgpt's `mark_only_lora_as_trainabl
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -93,8 +94,12 @@ def cache_kwargs(model: nn.Module, cache) -> dict:
     """The KV-cache keyword of this transformers release (`cache`, formerly `past_key_values`)."""
     if cache is None:
         return {}
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    return {name: cache}
+    return {_cache_keyword(type(model)): cache}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 @dataclass

@@ -125,6 +125,7 @@ class ExpertRouter:
         self.gates: torch.Tensor | None = None
         self.layers: list[StepExpertLinear] = []
         self.folded_gate: torch.Tensor | None = None
+        self._holds_buffers = False
         self.enabled = True
 
     @contextlib.contextmanager
@@ -132,7 +133,7 @@ class ExpertRouter:
         """Use per-token `gates` for every forward (and backward recompute) inside the block."""
         if gates.shape[-1] != self.layout.num_experts:
             raise ValueError(f"gates have {gates.shape[-1]} experts, the model has {self.layout.num_experts}.")
-        self.unfold()
+        self.unfold(release=False)  # keep the fold buffers: the next stage folds into them
         previous, self.gates = self.gates, gates
         try:
             yield
@@ -155,10 +156,13 @@ class ExpertRouter:
         for layer in self.layers:
             layer.fold(gate)
         self.folded_gate = gate.clone()
+        self._holds_buffers = True
 
-    def unfold(self) -> None:
-        if self.folded_gate is None:
+    def unfold(self, release: bool = True) -> None:
+        """Back to per-token gates; `release` also frees the folded weights' memory."""
+        if self.folded_gate is None and not (release and self._holds_buffers):
             return
         for layer in self.layers:
-            layer.unfold()
+            layer.unfold(release)
         self.folded_gate = None
+        self._holds_buffers = self._holds_buffers and not release

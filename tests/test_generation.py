@@ -50,3 +50,4 @@ def test_stream_events_open_write_and_close_each_stage(tiny_dir):
     assert len(answer_tokens) <= 2 + 2  # the limit plus the two markers
     assert events[-1].text == output.answer
     assert mote.router.folded_gate is None  # folding is undone after generation
+    assert all(layer._folded_weight is None for layer in mote.router.layers)  # and its memory freed
