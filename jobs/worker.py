@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.db import DATABASE_ENV, make_engine, session_factory
@@ -55,6 +56,17 @@ class WorkerContext:
 
     def say(self, text: str) -> None:
         print(text, flush=True)
+
+
+def _store_question_set_once(sessions: sessionmaker[Session], name: str, source: str, questions: list) -> int:
+    """Store a question-set snapshot; when another worker stored the same set a moment before
+    (a unique-constraint race between two jobs starting together), use that one."""
+    try:
+        with sessions.begin() as session:
+            return store_question_set(session, name, source, questions)
+    except IntegrityError:
+        with sessions.begin() as session:
+            return store_question_set(session, name, source, questions)
 
 
 def load_training_chains(session: Session, config: dict) -> list:
@@ -115,9 +127,9 @@ def run_generate(ctx: WorkerContext) -> Outcome:
     if report.rejected:
         ctx.say(report.summary())
     set_name = Path(spec.questions).stem
+    set_id = _store_question_set_once(ctx.sessions, set_name, spec.questions, report.questions)
     with ctx.sessions.begin() as session:
         root = root_job_id(session, ctx.job.id)
-        set_id = store_question_set(session, set_name, spec.questions, report.questions)
         dataset_id = dataset_for_job(session, root, spec.dataset_name or f"job-{root}-{set_name}", run_dir, set_id)
     sink = MirroredChainSink(DatabaseChainSink(ctx.sessions, dataset_id), JsonlChainSink(run_dir))
     sink.backfill()
