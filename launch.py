@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"demo": cmd_demo, "train": cmd_train, "ask": cmd_ask, "generate": cmd_generate, "questions": cmd_questions,
                 "pipeline": cmd_pipeline, "jobs": cmd_jobs, "stats": cmd_stats}
-    if args.verb is None:
-        args = build_parser().parse_args(["demo", *(argv or sys.argv[1:])])
+    if args.verb is None:  # `python launch.py [--home DIR]` runs the demo
+        args = build_parser().parse_args([*(sys.argv[1:] if argv is None else argv), "demo"])
     try:
         return handlers[args.verb](args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
