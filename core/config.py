@@ -184,7 +184,7 @@ class MoteConfig:
                 setattr(self, name, _from_dict(cls, value, name))
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return plain_values(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MoteConfig:
@@ -202,13 +202,14 @@ class MoteConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _plain(value: Any) -> Any:
+def plain_values(value: Any) -> Any:
+    """Enums to their values, tuples to lists, recursively: what JSON and YAML can hold."""
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_values(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_values(v) for v in value]
     return value
 
 

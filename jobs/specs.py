@@ -15,12 +15,11 @@ Config layouts (plain dicts, as the CLI, YAML and UI produce them):
 from __future__ import annotations
 
 import dataclasses
-import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import GenerateConfig, MoteConfig
+from core.config import GenerateConfig, MoteConfig, plain_values
 from jobs.records import JobKind
 
 EVALUATION_NOT_READY = (
@@ -40,16 +39,6 @@ class JobConfigError(ValueError):
 
 class NotAvailableYet(JobConfigError):
     """A kind of work MoTE Studio cannot run yet; not a mistake in the config, so not kept in history."""
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _only(where: str, data: Any, allowed: set[str]) -> dict[str, Any]:
@@ -92,7 +81,7 @@ class GenerateSpec:
     out: str | None = None
 
     def snapshot(self) -> dict[str, Any]:
-        return {"generate": _plain(dataclasses.asdict(self.generate)), "questions": self.questions,
+        return {"generate": plain_values(dataclasses.asdict(self.generate)), "questions": self.questions,
                 "model": self.model, "limit": self.limit, "dataset_name": self.dataset_name, "out": self.out}
 
 
