@@ -60,12 +60,13 @@ def _config(args: argparse.Namespace):
     return config
 
 
-def print_chain(mote, question: str, path: str | None, max_stage_tokens: int) -> None:
+def print_chain(mote, question: str, path: str | None, max_stage_tokens: int, min_stage_tokens: int = 1) -> None:
     """Stream a chain to the terminal: each stage headed by its name and active expert."""
     from core.inference import GenerationSettings, stream_chain
     from core.stages import ChainShape
 
-    settings = GenerationSettings(max_stage_tokens=max_stage_tokens, path=ChainShape(path) if path else None)
+    settings = GenerationSettings(max_stage_tokens=max_stage_tokens, min_stage_tokens=min_stage_tokens,
+                                  path=ChainShape(path) if path else None)
     print(f"\nQuestion: {question}")
     for event in stream_chain(mote, question, settings):
         if event.kind == "start":
@@ -141,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     setup = setup_run(config, chains, home=home)
     result = run_training(setup, out, reporter=ConsoleReporter())
     print(f"Trained {result.steps} steps (loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}); run folder {out}")
-    print_chain(setup.mote, args.question, args.path, args.max_stage_tokens)
+    print_chain(setup.mote, args.question, args.path, args.max_stage_tokens, args.min_stage_tokens)
     return 0
 
 
@@ -175,7 +176,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from core.recipe import load_trained
 
     mote = load_trained(args.run, home=_home(args))
-    print_chain(mote, args.question, args.path, args.max_stage_tokens)
+    print_chain(mote, args.question, args.path, args.max_stage_tokens, args.min_stage_tokens)
     return 0
 
 
@@ -242,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--question", default=DEMO_QUESTION)
         sub.add_argument("--path", choices=paths, help="force a chain shape (default: the model's choice)")
         sub.add_argument("--max-stage-tokens", type=int, default=160)
+        sub.add_argument("--min-stage-tokens", type=int, default=8,
+                         help="a stage cannot close before this many tokens (a short demo run closes stages early)")
     return parser
 
 

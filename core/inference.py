@@ -192,7 +192,9 @@ def _write_stage(mote, decoder, stage, logits, settings, output) -> Iterator[Sta
         _record(output, logits)
         logits = _append(decoder, output, mote.start_id(stage), stage)
     end_id = mote.end_id(stage) if mote.uses_markers else tokenizer.eos_token_id
-    banned = [i for i in mote.marker_ids.values() if i != end_id]
+    # Inside a stage only text may follow: other stages' markers and template specials are banned.
+    specials = set(mote.marker_ids.values()) | set(tokenizer.all_special_ids)
+    banned = sorted(specials - {end_id, tokenizer.eos_token_id})
     while True:
         _record(output, logits)
         closers = [end_id, tokenizer.eos_token_id] if len(body) < settings.min_stage_tokens else []
