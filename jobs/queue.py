@@ -25,7 +25,7 @@ from jobs.lifecycle import create_retry, latest_attempt, mark_cancelled, new_job
 from jobs.lock import DispatcherLock
 from jobs.processes import is_our_worker, signal_group
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, utcnow
-from jobs.specs import EVALUATION_NOT_READY, JobConfigError, JobSpec, NotAvailableYet, PipelineSpec, TrainSpec, parse_job_config
+from jobs.specs import JobConfigError, JobSpec, NotAvailableYet, PipelineSpec, TrainSpec, parse_job_config, parse_kind
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,7 @@ class JobQueue:
                gpus: list[int] | None = None, auto_retry: bool = False) -> int:
         """Queue a job and return its id. An invalid config raises JobConfigError naming the
         setting, and is also stored as a failed job so history shows it."""
-        try:
-            kind = JobKind(kind)
-        except ValueError:
-            raise JobConfigError(f"kind={kind!r} is not known: use one of {[k.value for k in JobKind]}.") from None
-        if kind is JobKind.EVALUATE:
-            raise NotAvailableYet(EVALUATION_NOT_READY)
+        kind = parse_kind(kind)
         try:
             spec = parse_job_config(kind, config)
             with self.sessions() as session:

@@ -141,14 +141,20 @@ def _out_dir(data: dict[str, Any]) -> str | None:
     return str(Path(data["out"]).expanduser().resolve()) if data.get("out") else None
 
 
-def parse_job_config(kind: JobKind | str, config: Any) -> JobSpec:
-    """The checked spec for `kind`; raises JobConfigError naming the bad setting."""
+def parse_kind(kind: JobKind | str) -> JobKind:
+    """A job kind MoTE Studio can run; the error lists the valid kinds."""
     try:
         kind = JobKind(kind)
     except ValueError:
         raise JobConfigError(f"kind={kind!r} is not known: use one of {[k.value for k in JobKind]}.") from None
     if kind is JobKind.EVALUATE:
         raise NotAvailableYet(EVALUATION_NOT_READY)
+    return kind
+
+
+def parse_job_config(kind: JobKind | str, config: Any) -> JobSpec:
+    """The checked spec for `kind`; raises JobConfigError naming the bad setting."""
+    kind = parse_kind(kind)
     if kind is JobKind.TRAIN:
         return parse_train(config)
     if kind is JobKind.GENERATE:
