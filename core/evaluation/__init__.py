@@ -1,0 +1,1 @@
+"""Evaluation: answers, judges, metrics, jailbreak wrappers and reports (spec section 6)."""

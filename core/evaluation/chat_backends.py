@@ -1,0 +1,164 @@
+"""Where an LLM judge's words come from: a local transformers model or an OpenAI-compatible URL.
+
+Why a protocol of its own: the judge only needs "these conversations in, these replies out", so
+rubrics, retries and parsing are written once (core/evaluation/llm_judge.py) and tested with a
+scripted backend. Both backends load or connect lazily, so building a judge is cheap, and
+`check()` is the fail-fast step that runs before any generation.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import torch
+
+from core.generation import Completion, CompletionRequest
+from core.openai_client import EndpointError, OpenAIChatClient
+
+if TYPE_CHECKING:
+    from core.batched_generation import LocalGenerator
+
+Conversation = list[dict[str, str]]
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """Answers chat conversations, one reply per conversation, in order."""
+
+    id: str
+
+    def check(self) -> None:
+        """Raise, with the fix in the message, if the backend cannot be used."""
+
+    def complete(
+        self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None
+    ) -> list[str]:
+        """Replies in the order of `conversations`; temperature 0 is greedy."""
+
+
+def pick_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; anything else is used as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    """'auto' -> bfloat16 on a GPU (half the memory, judge-quality output), float32 on CPU."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return _DTYPES[dtype]
+
+
+class LocalChatBackend:
+    """A local causal LM (folder, hub id when online, or the bundled default alias).
+
+    Generation reuses core.batched_generation.LocalGenerator: the tokenizer's chat template,
+    left-padded rows, `batch_size` rows at a time, each row stopping on its own. Greedy at
+    temperature 0; above it, row i of a call samples with seed `seed + i`, so retries that pass
+    a fresh seed per attempt get fresh text.
+    """
+
+    def __init__(
+        self, model: str, *, home: Path | None = None, batch_size: int = 8, device: str = "auto",
+        dtype: str = "auto", say: Callable[[str], None] = print,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} is out of range: use an integer >= 1.")
+        self.model_name, self.home, self.batch_size = model, home, batch_size
+        self.device, self.dtype, self.say = device, dtype, say
+        self.id = f"local:{model}"
+        self._generator: LocalGenerator | None = None
+
+    def check(self) -> None:
+        """Load the model now (ModelSourceError names a wrong path and what to pass instead)."""
+        self._load()
+
+    def _load(self) -> LocalGenerator:
+        if self._generator is None:
+            from core.batched_generation import LocalGenerator
+            from core.model_source import load_base_model
+
+            device = pick_device(self.device)
+            model, tokenizer = load_base_model(
+                self.model_name, self.home, dtype=pick_dtype(self.dtype, device),
+                device_map=None if device == "cpu" else device, say=self.say,
+            )
+            if getattr(tokenizer, "chat_template", None) is None:
+                raise ValueError(
+                    f"Judge model '{self.model_name}' has no chat template, so rubric prompts cannot be "
+                    "formatted for it: use an instruction-tuned (chat) model."
+                )
+            self._generator = LocalGenerator(model, tokenizer, batch_size=self.batch_size, model_id=self.model_name)
+        return self._generator
+
+    def complete(
+        self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None
+    ) -> list[str]:
+        generator = self._load()
+        queue = deque(
+            CompletionRequest(
+                messages=conversation, max_new_tokens=max_new_tokens, temperature=temperature,
+                seed=None if seed is None else seed + index, key=index,
+            )
+            for index, conversation in enumerate(conversations)
+        )
+        replies: list[str | None] = [None] * len(conversations)
+
+        def deliver(request: CompletionRequest, completion: Completion) -> None:
+            replies[request.key] = completion.text
+
+        generator.run(lambda: queue.popleft() if queue else None, deliver, lambda: False)
+        assert all(reply is not None for reply in replies), "LocalGenerator returned without finishing every row"
+        return [reply or "" for reply in replies]
+
+
+class HttpChatBackend:
+    """Any OpenAI-compatible chat-completions endpoint, `concurrency` requests in flight.
+
+    The API key is read from the environment variable `api_key_env` when the client is first
+    needed (check() or the first call), never stored in configs.
+    """
+
+    def __init__(
+        self, url: str, model_name: str, *, api_key_env: str | None = None, concurrency: int = 8,
+        timeout: float = 120.0, retries: int = 2,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency={concurrency!r} is out of range: use an integer >= 1.")
+        self.url, self.model_name, self.api_key_env = url, model_name, api_key_env
+        self.concurrency, self.timeout, self.retries = concurrency, timeout, retries
+        self.id = f"{url.rstrip('/')}#{model_name}"
+        self._client: OpenAIChatClient | None = None
+
+    def _get_client(self) -> OpenAIChatClient:
+        if self._client is None:  # raises EndpointError when the key variable is named but unset
+            self._client = OpenAIChatClient(
+                self.url, self.model_name, api_key_env=self.api_key_env, timeout=self.timeout, retries=self.retries
+            )
+        return self._client
+
+    def check(self) -> None:
+        """The key variable is set (if named) and one tiny request succeeds, else EndpointError."""
+        try:
+            self._get_client().check()
+        except EndpointError:
+            raise
+        except Exception as error:  # e.g. a malformed URL that urllib rejects before connecting
+            raise EndpointError(f"Could not use the judge endpoint {self.url} ({error}): check the URL, e.g. http://127.0.0.1:8000/v1.") from error
+
+    def complete(
+        self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None
+    ) -> list[str]:
+        client = self._get_client()
+
+        def one(conversation: Conversation) -> str:
+            text, _tokens, _reason = client.chat(conversation, max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+            return text
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(conversations)))) as pool:
+            return list(pool.map(one, conversations))

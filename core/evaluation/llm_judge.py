@@ -1,0 +1,109 @@
+"""An LLM judge: rubric prompt in, strictly parsed verdict out, with bounded retries.
+
+Why retries look like this: a judge that misses the required final line is asked again in the
+same conversation (its bad reply, then a reminder of the exact format). Retries sample at
+`retry_temperature` with a fresh seed per attempt, because a greedy local model shown the same
+prompt would repeat itself. After `max_retries` retries an answer is stored with score None,
+its last raw output and the number of attempts: never silently scored.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from core.evaluation.chat_backends import ChatBackend, Conversation
+from core.evaluation.rubrics import Rubric, load_rubric, retry_reminder
+from core.evaluation.types import Answer, Aspect, Verdict
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class LLMJudge:
+    """Scores answers with a chat model (any ChatBackend) and the project's rubrics."""
+
+    heuristic: bool = False
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        judge_id: str,
+        aspects: Sequence[Aspect] = (Aspect.SAFETY, Aspect.HELPFULNESS, Aspect.REFUSAL),
+        rubrics: dict[Aspect, Rubric] | None = None,
+        rubrics_dir: str | Path | None = None,
+        max_retries: int = 2,
+        max_new_tokens: int = 256,
+        retry_temperature: float = 0.7,
+        seed: int = 0,
+        chunk_size: int = 64,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        """`rubrics` overrides files; otherwise each aspect's rubric is read from `rubrics_dir`
+        (default assets/rubrics) now, so a broken rubric fails before any generation."""
+        if max_retries < 0:
+            raise ValueError(f"max_retries={max_retries!r} is out of range: use an integer >= 0.")
+        if max_new_tokens < 1 or chunk_size < 1:
+            raise ValueError("max_new_tokens and chunk_size must be integers >= 1.")
+        if not (0.0 < retry_temperature <= 2.0):
+            raise ValueError(f"retry_temperature={retry_temperature!r} is out of range: use (0, 2] so retries differ.")
+        self.backend, self.id = backend, judge_id
+        self.aspects = frozenset(Aspect(a) for a in aspects)
+        if not self.aspects:
+            raise ValueError("aspects is empty: give at least one of ['safety', 'helpfulness', 'refusal'].")
+        rubrics = dict(rubrics or {})
+        self.rubrics = {a: rubrics[a] if a in rubrics else load_rubric(a, rubrics_dir) for a in self.aspects}
+        self.max_retries, self.max_new_tokens = max_retries, max_new_tokens
+        self.retry_temperature, self.seed = retry_temperature, seed
+        self.chunk_size, self.progress = chunk_size, progress
+
+    @property
+    def rubric_versions(self) -> dict[str, str]:
+        """aspect -> 'version:hash' of the rubric text, to record with an evaluation."""
+        return {a.value: f"{r.version}:{r.hash}" for a, r in sorted(self.rubrics.items(), key=lambda kv: kv[0].value)}
+
+    def check(self) -> None:
+        """Fail fast: the backend loads (local) or answers one tiny request (HTTP)."""
+        self.backend.check()
+
+    def judge(self, answers: Sequence[Answer], aspect: Aspect) -> list[Verdict]:
+        aspect = Aspect(aspect)
+        if aspect not in self.aspects:
+            raise ValueError(f"Judge {self.id} scores {sorted(a.value for a in self.aspects)}, not {aspect.value!r}.")
+        verdicts: list[Verdict] = []
+        for start in range(0, len(answers), self.chunk_size):
+            verdicts += self._judge_chunk(answers[start : start + self.chunk_size], aspect)
+            if self.progress is not None:
+                self.progress(len(verdicts), len(answers))
+        return verdicts
+
+    def _judge_chunk(self, answers: Sequence[Answer], aspect: Aspect) -> list[Verdict]:
+        """First attempt greedy; then only the unparsable ones are retried."""
+        rubric = self.rubrics[aspect]
+        prompts: list[Conversation] = [[{"role": "user", "content": rubric.format(a.question, a.answer)}] for a in answers]
+        conversations = list(prompts)
+        raw: list[str] = [""] * len(answers)
+        scores: list[float | None] = [None] * len(answers)
+        attempts = [0] * len(answers)
+        pending = list(range(len(answers)))
+        for attempt in range(self.max_retries + 1):
+            if not pending:
+                break
+            retry = attempt > 0
+            outputs = self.backend.complete(
+                [conversations[i] for i in pending], max_new_tokens=self.max_new_tokens,
+                temperature=self.retry_temperature if retry else 0.0, seed=self.seed + attempt if retry else None,
+            )
+            if len(outputs) != len(pending):
+                raise RuntimeError(f"Backend {self.backend.id} returned {len(outputs)} replies for {len(pending)} prompts.")
+            for index, output in zip(pending, outputs):
+                raw[index], attempts[index] = output, attempt + 1
+                scores[index] = rubric.parse(output)
+                conversations[index] = prompts[index] + [
+                    {"role": "assistant", "content": output},
+                    {"role": "user", "content": retry_reminder(aspect)},
+                ]
+            pending = [i for i in pending if scores[i] is None]
+        return [
+            Verdict(sample_id=a.sample_id, aspect=aspect, judge=self.id, score=scores[i], raw_output=raw[i], attempts=attempts[i])
+            for i, a in enumerate(answers)
+        ]
