@@ -169,8 +169,11 @@ class MoteConfig:
     method: Method = Method.MOTE
     """MoTE or a baseline / ablation; see `resolve_method`."""
     experts: ExpertConfig = field(default_factory=ExpertConfig)
+    """The step-routed LoRA experts: rank, scaling, mixing weight, target layers, routing."""
     data: DataConfig = field(default_factory=DataConfig)
+    """How chains become training sequences: length limit, step skipping, loss targets."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """The training loop: epochs or steps, batch sizes, optimizer, precision, checkpoints."""
 
     def __post_init__(self) -> None:
         try:
