@@ -42,6 +42,10 @@ class GenerationSettings:
     """Forced chain shape (markers inserted); None lets the model choose its own path."""
     fold_experts: bool = True
     """Fold the active expert pair into the weights at each stage switch (fast decoding)."""
+    keep_fold_buffers: bool = True
+    """Keep the folded weights allocated after the chain, so the next chain's switches reuse
+    them (allocating a copy of every wrapped weight costs about three folds). Costs one extra copy
+    of the wrapped weights while the model serves chats; False frees it after each chain."""
     system_prompt: str | None = None
 
     def limit(self, stage: Stage) -> int:
@@ -160,7 +164,7 @@ def stream_chain(
             if stage is Stage.ANSWER:
                 break
     finally:
-        mote.router.unfold()
+        mote.router.unfold(release=not settings.keep_fold_buffers)
 
 
 def _planned_stages(mote: MoteModel, settings: GenerationSettings) -> tuple[Stage, ...] | None:

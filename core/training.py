@@ -150,6 +150,7 @@ def prepare(
     """Optimizer over trainable tensors only, warm-up + cosine schedule, optional exact resume."""
     accelerator = accelerator or make_accelerator(config)
     torch.manual_seed(config.seed)
+    mote.router.unfold(release=True)  # folded weights kept by earlier chat/generation: memory back
     if config.gradient_checkpointing:
         mote.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in mote.model.parameters() if p.requires_grad]

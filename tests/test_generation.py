@@ -50,4 +50,10 @@ def test_stream_events_open_write_and_close_each_stage(tiny_dir):
     assert len(answer_tokens) <= 2 + 2  # the limit plus the two markers
     assert events[-1].text == output.answer
     assert mote.router.folded_gate is None  # folding is undone after generation
-    assert all(layer._folded_weight is None for layer in mote.router.layers)  # and its memory freed
+    assert all(layer._folded_weight is not None for layer in mote.router.layers)  # buffers kept for the next chain
+    list(stream_chain(mote, "hello", GenerationSettings(max_stage_tokens=2, keep_fold_buffers=False)))
+    assert all(layer._folded_weight is None for layer in mote.router.layers)  # or freed on request
+    before = [p.detach().clone() for p in mote.model.parameters()]
+    list(stream_chain(mote, "hello", GenerationSettings(max_stage_tokens=2, path=ChainShape.FULL)))
+    assert mote.router.folded_gate is None and all(  # kept buffers never leak into the weights
+        torch.equal(a, b.detach()) for a, b in zip(before, mote.model.parameters()))
