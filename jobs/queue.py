@@ -25,7 +25,8 @@ from jobs.lifecycle import create_retry, latest_attempt, mark_cancelled, new_job
 from jobs.lock import DispatcherLock
 from jobs.processes import is_our_worker, signal_group
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, utcnow
-from jobs.specs import JobConfigError, JobSpec, NotAvailableYet, PipelineSpec, TrainSpec, parse_job_config, parse_kind
+from jobs.evaluate_spec import EvaluateSpec
+from jobs.specs import JobConfigError, JobSpec, PipelineSpec, TrainSpec, parse_job_config, parse_kind
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,14 @@ class JobQueue:
             spec = parse_job_config(kind, config)
             with self.sessions() as session:
                 self._check_references(session, spec, list(depends_on), gpus)
-        except NotAvailableYet:
-            raise
         except JobConfigError as error:
             error.job_id = self._store_rejected(kind, config, str(error))
             raise
         depends_on = list(depends_on)
         if isinstance(spec, TrainSpec) and spec.chains_from_job and spec.chains_from_job not in depends_on:
             depends_on.append(spec.chains_from_job)  # train only on a finished generation
+        if isinstance(spec, EvaluateSpec):  # evaluate only finished runs
+            depends_on += [s.train_job for s in spec.subjects if s.train_job and s.train_job not in depends_on]
         with self.sessions.begin() as session:
             if isinstance(spec, PipelineSpec):
                 return self._submit_pipeline(session, spec, depends_on, gpus, auto_retry)
@@ -80,6 +81,14 @@ class JobQueue:
             raise JobConfigError(f"depends_on: no job(s) {missing}; list existing job ids (launch.py jobs list).")
         if gpus is not None and (not isinstance(gpus, list) or not all(isinstance(g, int) and g >= 0 for g in gpus)):
             raise JobConfigError(f"gpus={gpus!r} is not valid: give a list of GPU indices such as [0, 1], or none.")
+        if isinstance(spec, PipelineSpec):
+            spec = spec.train
+        if isinstance(spec, EvaluateSpec):
+            for subject in spec.subjects:
+                source = session.get(Job, subject.train_job) if subject.train_job else None
+                if subject.train_job and (source is None or source.kind is not JobKind.TRAIN):
+                    raise JobConfigError(f"evaluate config: subject {subject.label!r}: train_job={subject.train_job} "
+                                         "is not a training job (launch.py jobs list shows the ids).")
         if isinstance(spec, TrainSpec):
             if spec.chain_dataset_id and session.get(ChainDataset, spec.chain_dataset_id) is None:
                 raise JobConfigError(f"train config: chain_dataset_id={spec.chain_dataset_id} does not exist.")
@@ -97,12 +106,28 @@ class JobQueue:
 
     def _submit_pipeline(self, session: Session, spec: PipelineSpec, depends_on: list[int],
                          gpus: list[int] | None, auto_retry: bool) -> int:
-        generate = new_job(session, self.home, JobKind.GENERATE, spec.generate.snapshot(), depends_on=depends_on,
-                           gpus=gpus, auto_retry=auto_retry)
-        train_config = {**spec.train.snapshot(), "chains_from_job": generate.id}
-        train = new_job(session, self.home, JobKind.TRAIN, train_config, depends_on=[generate.id],
-                        gpus=gpus, auto_retry=auto_retry)
-        stages = {"generate": generate.id, "train": train.id}
+        """generate (optional) -> one train job per method -> evaluate (optional), under a parent
+        pipeline job that succeeds when every stage has."""
+        def job(kind: JobKind, config: dict, after: list[int]) -> int:
+            return new_job(session, self.home, kind, config, depends_on=after, gpus=gpus, auto_retry=auto_retry).id
+
+        stages: dict[str, int] = {}
+        train = spec.train.snapshot()
+        if spec.generate is not None:
+            stages["generate"] = job(JobKind.GENERATE, spec.generate.snapshot(), depends_on)
+            train["chains_from_job"] = stages["generate"]
+        after = [stages["generate"]] if spec.generate is not None else depends_on
+        for method in spec.methods:
+            config = {**train, "mote": {**train["mote"], "method": method}}
+            if train.get("out"):
+                config["out"] = str(Path(train["out"]) / method)
+            stages["train" if len(spec.methods) == 1 else f"train:{method}"] = job(JobKind.TRAIN, config, after)
+        if spec.evaluate is not None:
+            runs = [{"label": name.split(":", 1)[-1] if ":" in name else spec.methods[0], "train_job": job_id}
+                    for name, job_id in stages.items() if name.startswith("train")]
+            base = [{"label": "base", "base": spec.train.mote.model}] if spec.include_base else []
+            config = {**spec.evaluate.snapshot(), "subjects": base + runs}
+            stages["evaluate"] = job(JobKind.EVALUATE, config, [r["train_job"] for r in runs])
         return new_job(session, self.home, JobKind.PIPELINE, {**spec.snapshot(), "stages": stages},
                        depends_on=list(stages.values())).id
 

@@ -188,13 +188,16 @@ class Metric(Base):
 
 
 class Evaluation(Base):
-    """An evaluation of a run on question sets by a judge (filled by the evaluation issue)."""
+    """One subject (a trained run or a base model) evaluated by an evaluate job; `summary` holds
+    its metric tables per judge once the job has finished."""
 
     __tablename__ = "evaluations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id", ondelete="SET NULL"), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """The subject's label in reports (e.g. 'MoTE', 'base')."""
     run_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     question_sets: Mapped[list[Any]] = mapped_column(JSON, default=list)
     judge_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -202,18 +205,35 @@ class Evaluation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class Judgement(Base):
-    """One judge's verdict on one sample."""
+class EvalAnswer(Base):
+    """One answer of an evaluated subject (core.evaluation.types.Answer as JSON); a retried
+    evaluation skips the samples that already have one."""
 
-    __tablename__ = "judgements"
-    __table_args__ = (UniqueConstraint("evaluation_id", "question_id", "judge"),)
+    __tablename__ = "eval_answers"
+    __table_args__ = (UniqueConstraint("evaluation_id", "sample_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"), index=True)
+    sample_id: Mapped[str] = mapped_column(String(255))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Judgement(Base):
+    """One judge's verdict on one answer for one aspect, with the raw output behind the score
+    (score None: unparsable after the judge's retries, excluded from metrics and counted)."""
+
+    __tablename__ = "judgements"
+    __table_args__ = (UniqueConstraint("evaluation_id", "sample_id", "aspect", "judge"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"), index=True)
+    sample_id: Mapped[str] = mapped_column(String(255))
     question_id: Mapped[str] = mapped_column(String(255))
-    stage_texts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    aspect: Mapped[str] = mapped_column(String(32))
     judge: Mapped[str] = mapped_column(String(255))
     raw_output: Mapped[str] = mapped_column(Text, default="")
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
-    flagged: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    heuristic: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -10,7 +10,11 @@ Config layouts (plain dicts, as the CLI, YAML and UI produce them):
                 | "chains_from_job": GENERATE_JOB_ID}        (none: the bundled sample chains)
     generate:  {"generate": {GenerateConfig fields}, "questions": "train" | "file",
                 "model": "smollm2-135m-instruct", "limit": N | null, "dataset_name": "..."}
-    pipeline:  {"generate": {generate config}, "train": {train config without a chain source}}
+    pipeline:  {"generate": {generate config} | null, "train": {train config}, "methods": ["mote", "lora"],
+                "evaluate": {evaluate config without subjects, "include_base": true} | null}
+               generate -> one train job per method -> one evaluate job comparing them (and the base
+               model). Without "generate" the train config names its chain source: that is a study.
+    evaluate:  see jobs/evaluate_spec.py
 """
 from __future__ import annotations
 
@@ -22,12 +26,6 @@ from typing import Any
 from core.config import GenerateConfig, MoteConfig, plain_values
 from jobs.records import JobKind
 
-EVALUATION_NOT_READY = (
-    "evaluate jobs are not available yet: evaluation lands with the evaluation issue (core has no "
-    "evaluator). Submit generate, train or pipeline jobs for now."
-)
-
-
 class JobConfigError(ValueError):
     """A job config that cannot run; the message names the setting and how to fix it.
     `job_id` is the failed job row that records it (set by the queue)."""
@@ -35,10 +33,6 @@ class JobConfigError(ValueError):
     def __init__(self, message: str, job_id: int | None = None) -> None:
         super().__init__(message)
         self.job_id = job_id
-
-
-class NotAvailableYet(JobConfigError):
-    """A kind of work MoTE Studio cannot run yet; not a mistake in the config, so not kept in history."""
 
 
 def _only(where: str, data: Any, allowed: set[str]) -> dict[str, Any]:
@@ -87,11 +81,21 @@ class GenerateSpec:
 
 @dataclass
 class PipelineSpec:
-    generate: GenerateSpec
+    """generate (optional) -> train, once per method -> evaluate (optional)."""
+
+    generate: GenerateSpec | None
     train: TrainSpec
+    methods: list[str] = field(default_factory=list)
+    evaluate: Any = None
+    """An EvaluateSpec without subjects (the trained runs, and the base model if include_base)."""
+    include_base: bool = True
 
     def snapshot(self) -> dict[str, Any]:
-        return {"generate": self.generate.snapshot(), "train": self.train.snapshot()}
+        evaluate = {**self.evaluate.snapshot(), "include_base": self.include_base} if self.evaluate else None
+        if evaluate:
+            evaluate.pop("subjects")
+        return {"generate": self.generate.snapshot() if self.generate else None, "train": self.train.snapshot(),
+                "methods": self.methods, "evaluate": evaluate}
 
 
 JobSpec = TrainSpec | GenerateSpec | PipelineSpec
@@ -107,7 +111,7 @@ def parse_train(data: Any, where: str = "train config", *, chains_required: bool
     if len(sources) > 1:
         raise JobConfigError(f"{where}: give one chain source, not {sources}.")
     if not chains_required and sources:
-        raise JobConfigError(f"{where}: a pipeline trains on its own generated chains; remove {sources[0]}.")
+        raise JobConfigError(f"{where}: a pipeline with generate trains on its own generated chains; remove {sources[0]}.")
     chains = data.get("chains")
     if chains is not None and not Path(chains).expanduser().is_file():
         raise JobConfigError(f"{where}: chains={chains!r} is not a file: pass a chains .jsonl file.")
@@ -147,8 +151,6 @@ def parse_kind(kind: JobKind | str) -> JobKind:
         kind = JobKind(kind)
     except ValueError:
         raise JobConfigError(f"kind={kind!r} is not known: use one of {[k.value for k in JobKind]}.") from None
-    if kind is JobKind.EVALUATE:
-        raise NotAvailableYet(EVALUATION_NOT_READY)
     return kind
 
 
@@ -159,8 +161,29 @@ def parse_job_config(kind: JobKind | str, config: Any) -> JobSpec:
         return parse_train(config)
     if kind is JobKind.GENERATE:
         return parse_generate(config)
-    data = _only("pipeline config", config, {"generate", "train", "evaluate"})
+    if kind is JobKind.EVALUATE:
+        from jobs.evaluate_spec import parse_evaluate
+
+        return parse_evaluate(config)
+    return parse_pipeline(config)
+
+
+def parse_pipeline(config: Any) -> PipelineSpec:
+    from core.config import Method
+
+    data = _only("pipeline config", config, {"generate", "train", "methods", "evaluate"})
+    generate = parse_generate(data["generate"], "pipeline generate config") if data.get("generate") is not None else None
+    train = parse_train(data.get("train") or {}, "pipeline train config", chains_required=generate is None)
+    methods = list(data.get("methods") or [train.mote.method.value])
+    try:
+        methods = list(dict.fromkeys(Method(m).value for m in methods))
+    except ValueError as error:
+        raise JobConfigError(f"pipeline config: methods: {error}; use {[m.value for m in Method]}.") from None
+    evaluate, include_base = None, True
     if data.get("evaluate") is not None:
-        raise NotAvailableYet(f"pipeline config: evaluate: {EVALUATION_NOT_READY}")
-    return PipelineSpec(parse_generate(data.get("generate") or {}, "pipeline generate config"),
-                        parse_train(data.get("train") or {}, "pipeline train config", chains_required=False))
+        from jobs.evaluate_spec import parse_evaluate
+
+        settings = dict(_only("pipeline evaluate config", data["evaluate"], {"settings", "judges", "out", "include_base"}))
+        include_base = bool(settings.pop("include_base", True))
+        evaluate = parse_evaluate(settings, "pipeline evaluate config", subjects_required=False)
+    return PipelineSpec(generate, train, methods, evaluate, include_base)

@@ -143,7 +143,14 @@ def run_generate(ctx: WorkerContext) -> Outcome:
     return Outcome(summary.stopped, f"{summary.written} chains written, {summary.skipped_done} already done")
 
 
-RUNNERS: dict[JobKind, Callable[[WorkerContext], Outcome]] = {JobKind.TRAIN: run_train, JobKind.GENERATE: run_generate}
+def run_evaluate(ctx: WorkerContext) -> Outcome:
+    from jobs.evaluation_job import run_evaluate as evaluate
+
+    return evaluate(ctx)
+
+
+RUNNERS: dict[JobKind, Callable[[WorkerContext], Outcome]] = {
+    JobKind.TRAIN: run_train, JobKind.GENERATE: run_generate, JobKind.EVALUATE: run_evaluate}
 
 
 def claim(sessions: sessionmaker[Session], job_id: int) -> Job:

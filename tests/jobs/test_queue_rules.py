@@ -14,7 +14,7 @@ from jobs.gpus import GpuStatus
 from jobs.lifecycle import MAX_AUTO_RETRIES
 from jobs.queries import list_jobs
 from jobs.records import Job, JobKind, JobStatus
-from jobs.specs import EVALUATION_NOT_READY, JobConfigError
+from jobs.specs import JobConfigError
 from tests.jobs.conftest import generate_config, job_row, train_config
 
 
@@ -62,14 +62,22 @@ def test_invalid_generate_config_and_references_are_rejected(make_queue, tiny_di
     assert all(j.status is JobStatus.FAILED for j in list_jobs(queue.sessions))
 
 
-def test_evaluate_jobs_are_refused_until_the_evaluation_issue(make_queue):
+def test_bad_evaluate_configs_fail_at_submit_with_the_setting_named(make_queue, tmp_path, monkeypatch):
     queue = make_queue()
-    with pytest.raises(JobConfigError, match="evaluation issue") as caught:
-        queue.submit(JobKind.EVALUATE, {})
-    assert str(caught.value) == EVALUATION_NOT_READY
-    with pytest.raises(JobConfigError, match="evaluation issue"):
-        queue.submit(JobKind.PIPELINE, {"evaluate": {"sets": ["eval_harmful"]}})
-    assert list_jobs(queue.sessions) == []  # not a config mistake: nothing to keep in history
+    monkeypatch.delenv("MOTE_TEST_MISSING_KEY", raising=False)
+    cases = [
+        ({}, "subjects is empty"),
+        ({"subjects": [{"label": "x", "run": str(tmp_path / "nope")}]}, "is not a folder"),
+        ({"subjects": [{"base": "m"}], "settings": {"sets": ["no-such-set"]}}, "no-such-set"),
+        ({"subjects": [{"base": "m"}], "judges": [{"kind": "http", "url": "http://127.0.0.1:9/v1", "model_name": "j",
+                                                   "api_key_env": "MOTE_TEST_MISSING_KEY"}]}, "MOTE_TEST_MISSING_KEY"),
+        ({"subjects": [{"base": "m"}], "judges": [{"kind": "local", "model": str(tmp_path / "no-model")}]}, "does not exist"),
+        ({"subjects": [{"base": "m"}, {"base": "m"}]}, "repeat"),
+    ]
+    for config, message in cases:
+        with pytest.raises(JobConfigError, match=message):
+            queue.submit(JobKind.EVALUATE, config)
+    assert all(j.status is JobStatus.FAILED for j in list_jobs(queue.sessions))  # kept in history, as rejected
 
 
 def set_status(queue, job_id: int, status: JobStatus, error: str | None = None) -> None:

@@ -1,0 +1,113 @@
+"""The evaluate job's config, checked at submit: subjects, evaluation settings and judges.
+
+Layout (plain dicts, as the CLI, YAML and UI produce them):
+    evaluate: {"subjects": [{"label": "MoTE", "train_job": 12} | {"label": "run", "run": "runs/x"}
+                            | {"label": "base", "base": "smollm2-135m-instruct"}],
+               "settings": {core.evaluation.runner.EvalSettings fields},
+               "judges": [{core.evaluation.judge_config.JudgeConfig fields}, ...],   (default: heuristic)
+               "out": "folder"}                                                      (default: the job's folder)
+Why the checks here: a typo in a judge URL or a question set should fail in front of the user
+before the job waits in the queue; the worker then checks every judge for real (a request, a
+model load) before it generates a single answer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.specs import JobConfigError, _only, _out_dir, _positive_int
+
+SUBJECT_SOURCES = ("train_job", "run", "base")
+DEFAULT_JUDGES = ({"kind": "heuristic"},)
+
+
+@dataclass
+class SubjectSpec:
+    """One model to evaluate: a training job's run, a run folder, or a base model."""
+
+    label: str
+    train_job: int | None = None
+    run: str | None = None
+    base: str | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class EvaluateSpec:
+    subjects: list[SubjectSpec]
+    settings: dict[str, Any] = field(default_factory=dict)
+    judges: list[dict[str, Any]] = field(default_factory=lambda: [dict(j) for j in DEFAULT_JUDGES])
+    out: str | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"subjects": [s.snapshot() for s in self.subjects], "settings": self.settings,
+                "judges": self.judges, "out": self.out}
+
+
+def parse_subject(where: str, data: Any) -> SubjectSpec:
+    data = _only(where, data, {"label", *SUBJECT_SOURCES})
+    sources = [k for k in SUBJECT_SOURCES if data.get(k) not in (None, "")]
+    if len(sources) != 1:
+        raise JobConfigError(f"{where}: give exactly one of {list(SUBJECT_SOURCES)} (got {sources or 'none'}).")
+    source = sources[0]
+    label = str(data.get("label") or (f"job-{data['train_job']}" if source == "train_job" else
+                                      f"base:{data['base']}" if source == "base" else Path(data["run"]).name))
+    if source == "train_job":
+        return SubjectSpec(label, train_job=_positive_int(f"{where}: train_job", data["train_job"]))
+    if source == "run":
+        run = Path(str(data["run"])).expanduser()
+        if not run.is_dir():
+            raise JobConfigError(f"{where}: run={data['run']!r} is not a folder: pass a trained run folder (or its export/).")
+        return SubjectSpec(label, run=str(run.resolve()))
+    return SubjectSpec(label, base=str(data["base"]))
+
+
+def _settings(where: str, data: Any) -> dict[str, Any]:
+    from core.evaluation.runner import EvalSettings, plan_prompts
+
+    data = _only(f"{where}: settings", data or {}, {f.name for f in dataclasses.fields(EvalSettings)})
+    try:
+        settings = EvalSettings(**data)
+        plan = plan_prompts(settings)  # reads the sets: a missing set or a kind-less row fails now
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        raise JobConfigError(f"{where}: settings: {error}") from None
+    if not plan:
+        raise JobConfigError(f"{where}: settings: the question sets give no prompt to ask.")
+    return settings.to_dict()
+
+
+def _judges(where: str, data: Any) -> list[dict[str, Any]]:
+    from core.evaluation.judge_config import JudgeConfig, JudgeKind
+
+    items = list(data) if data else [dict(j) for j in DEFAULT_JUDGES]
+    checked = []
+    for index, item in enumerate(items):
+        try:
+            config = JudgeConfig.from_dict(dict(item))
+        except (ValueError, TypeError) as error:
+            raise JobConfigError(f"{where}: judges[{index}]: {error}") from None
+        if config.kind is JudgeKind.HTTP and config.api_key_env and not os.environ.get(config.api_key_env):
+            raise JobConfigError(f"{where}: judges[{index}]: the API key variable {config.api_key_env} is not set: "
+                                 f"export {config.api_key_env}=... in the shell that starts MoTE Studio.")
+        if config.kind in (JudgeKind.LOCAL, JudgeKind.CLASSIFIER) and "/" in config.model and not Path(config.model).expanduser().exists():
+            raise JobConfigError(f"{where}: judges[{index}]: model={config.model!r} does not exist: pass a local model folder.")
+        checked.append(config.to_dict())
+    if len(checked) != len({str(c) for c in checked}):
+        raise JobConfigError(f"{where}: judges: the same judge is listed twice; remove the copy.")
+    return checked
+
+
+def parse_evaluate(data: Any, where: str = "evaluate config", *, subjects_required: bool = True) -> EvaluateSpec:
+    data = _only(where, data, {"subjects", "settings", "judges", "out"})
+    subjects = [parse_subject(f"{where}: subjects[{i}]", s) for i, s in enumerate(data.get("subjects") or [])]
+    if subjects_required and not subjects:
+        raise JobConfigError(f"{where}: subjects is empty: name at least one run, training job or base model.")
+    labels = [s.label for s in subjects]
+    if len(labels) != len(set(labels)):
+        raise JobConfigError(f"{where}: subject labels {labels} repeat: give each subject its own label.")
+    return EvaluateSpec(subjects, _settings(where, data.get("settings")), _judges(where, data.get("judges")), _out_dir(data))

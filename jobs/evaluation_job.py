@@ -1,0 +1,168 @@
+"""The evaluate job in a worker: check judges, answer, judge, summarise — storing as it goes.
+
+Why this order: judges are built and checked (a request to an endpoint, a model load) before
+the first answer, so a wrong URL, key or path fails in seconds, not after an hour of
+generation. Every answer and verdict is stored the moment it exists (eval_answers,
+judgements), so a cancelled or crashed evaluation resumes where it stopped. Subjects are loaded
+one at a time and released before the next, so several models never share memory.
+"""
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.evaluation.types import Answer, Aspect, Judge, Verdict
+from jobs.evaluate_spec import EvaluateSpec, SubjectSpec, parse_evaluate
+from jobs.lifecycle import root_job_id
+from jobs.records import EvalAnswer, Evaluation, Job, Judgement, TrainingRun
+from jobs.reporting import JobProgress
+from jobs.results import upsert
+
+
+def subject_source(session: Session, subject: SubjectSpec) -> tuple[str, int | None]:
+    """What core.subjects.load_subject takes ('base:<model>' or a run folder) and the run row id."""
+    if subject.base:
+        return f"base:{subject.base}", None
+    if subject.run:
+        run = session.scalars(select(TrainingRun).where(TrainingRun.run_dir == subject.run)).first()
+        return subject.run, run.id if run else None
+    root = root_job_id(session, subject.train_job)
+    run = session.scalars(select(TrainingRun).where(TrainingRun.job_id == root)).first()
+    if run is None or not run.export_path:
+        raise ValueError(f"Subject {subject.label!r}: training job {subject.train_job} has no finished run; "
+                         f"retry it (launch.py jobs retry {subject.train_job}) before evaluating.")
+    return run.run_dir, run.id
+
+
+def evaluation_row(session: Session, job_id: int, subject: SubjectSpec, run_id: int | None, spec: EvaluateSpec) -> int:
+    """The Evaluation row of (root job, subject); a retried job finds the one it started."""
+    row = session.scalars(select(Evaluation).where(Evaluation.job_id == job_id, Evaluation.subject == subject.label)).first()
+    if row is None:
+        row = Evaluation(job_id=job_id, run_id=run_id, subject=subject.label, run_config=subject.snapshot(),
+                         question_sets=list(spec.settings.get("sets") or []), judge_config={"judges": spec.judges})
+        session.add(row)
+        session.flush()
+    return row.id
+
+
+def stored_answers(session: Session, evaluation_id: int) -> list[Answer]:
+    rows = session.scalars(select(EvalAnswer).where(EvalAnswer.evaluation_id == evaluation_id).order_by(EvalAnswer.id))
+    return [Answer(**row.record) for row in rows]
+
+
+def stored_verdicts(session: Session, evaluation_id: int) -> list[Verdict]:
+    rows = session.scalars(select(Judgement).where(Judgement.evaluation_id == evaluation_id).order_by(Judgement.id))
+    return [Verdict(r.sample_id, Aspect(r.aspect), r.judge, r.score, r.raw_output, r.attempts, r.heuristic) for r in rows]
+
+
+class AnswerStore:
+    """Sink for answers and verdicts of one Evaluation row."""
+
+    def __init__(self, sessions: sessionmaker[Session], evaluation_id: int) -> None:
+        self.sessions, self.evaluation_id = sessions, evaluation_id
+
+    def add_answer(self, answer: Answer) -> None:
+        with self.sessions.begin() as session:
+            upsert(session, EvalAnswer, {"evaluation_id": self.evaluation_id, "sample_id": answer.sample_id,
+                                         "record": answer.to_dict()}, ["evaluation_id", "sample_id"], ["record"])
+
+    def add_verdicts(self, verdicts: list[Verdict]) -> None:
+        with self.sessions.begin() as session:
+            for v in verdicts:
+                values = {"evaluation_id": self.evaluation_id, "sample_id": v.sample_id,
+                          "question_id": v.sample_id.split("@", 1)[0], "aspect": v.aspect.value, "judge": v.judge,
+                          "raw_output": v.raw_output, "score": v.score, "attempts": v.attempts, "heuristic": v.heuristic}
+                upsert(session, Judgement, values, ["evaluation_id", "sample_id", "aspect", "judge"],
+                       ["raw_output", "score", "attempts", "heuristic"])
+
+
+def build_judges(spec: EvaluateSpec, home: Path, say) -> list[Judge]:
+    """Every judge, checked for real before any answer is generated."""
+    from core.evaluation.judge_config import JudgeConfig, build_checked_judge
+
+    judges = []
+    for index, record in enumerate(spec.judges):
+        config = JudgeConfig.from_dict(dict(record))
+        say(f"Checking judge {index + 1}/{len(spec.judges)} ({config.kind.value}) ...")
+        try:
+            judges.append(build_checked_judge(config, home=home))
+        except Exception as error:  # noqa: BLE001 - re-raised with the judge named
+            raise ValueError(f"Judge {index + 1} ({config.kind.value}) cannot be used: {error}") from error
+    return judges
+
+
+def run_evaluate(ctx: Any) -> Any:
+    """Worker runner for JobKind.EVALUATE (ctx: jobs.worker.WorkerContext)."""
+    from core.evaluation.runner import EvalSettings, answer_prompts, judge_answers, plan_prompts
+    from core.evaluation.summary import summarise
+    from core.subjects import load_subject
+    from jobs.worker import Outcome
+
+    spec = parse_evaluate(ctx.job.config)
+    settings = EvalSettings(**spec.settings)
+    out = Path(spec.out or Path(ctx.job.run_dir) / "report")
+    judges = build_judges(spec, ctx.home, ctx.say)
+    plan = plan_prompts(settings)
+    progress = JobProgress(ctx.sessions, ctx.job.id)
+    with ctx.sessions.begin() as session:
+        root = root_job_id(session, ctx.job.id)
+        sources = [(subject, *subject_source(session, subject)) for subject in spec.subjects]
+        stores = {s.label: AnswerStore(ctx.sessions, evaluation_row(session, root, s, run_id, spec)) for s, _, run_id in sources}
+    total = len(plan) * len(sources)
+    ctx.say(f"Evaluating {len(sources)} subject(s) on {len(plan)} prompts each with judges {[j.id for j in judges]}")
+    for position, (subject, source, _) in enumerate(sources):
+        store = stores[subject.label]
+        with ctx.sessions() as session:
+            done = {a.sample_id for a in stored_answers(session, store.evaluation_id)}
+        if len(done) < len(plan):
+            ctx.say(f"[{subject.label}] loading {source}; {len(done)}/{len(plan)} answers stored")
+            model = load_subject(source, home=ctx.home, say=ctx.say)
+            report = _progress(ctx, progress, position * len(plan), total, subject.label)
+            stopped = answer_prompts(model, plan, settings, done=done, on_answer=store.add_answer,
+                                     should_stop=ctx.stop, progress=report)
+            del model
+            gc.collect()
+            if stopped:
+                return Outcome(True, f"stopped while answering as {subject.label}; answers so far are stored")
+    answers, verdicts = {}, {}
+    for judge in judges:
+        for subject, _, _ in sources:
+            store = stores[subject.label]
+            with ctx.sessions() as session:
+                answers[subject.label] = stored_answers(session, store.evaluation_id)
+                done = {(v.sample_id, v.aspect.value) for v in stored_verdicts(session, store.evaluation_id) if v.judge == judge.id}
+            ctx.say(f"[{subject.label}] judging with {judge.id}")
+            if judge_answers(judge, answers[subject.label], done=done, on_verdicts=store.add_verdicts, should_stop=ctx.stop,
+                             progress=_progress(ctx, progress, 0, 0, f"judging {subject.label}")):
+                return Outcome(True, "stopped while judging; verdicts so far are stored")
+    with ctx.sessions() as session:
+        for subject, _, _ in sources:
+            verdicts[subject.label] = stored_verdicts(session, stores[subject.label].evaluation_id)
+    summary = summarise(answers, verdicts, judges, out, resamples=settings.resamples, seed=settings.seed)
+    _store_summary(ctx.sessions, stores, summary)
+    ctx.say(summary.markdown)
+    unparsable = sum(1 for items in verdicts.values() for v in items if v.score is None)
+    return Outcome(False, f"{len(sources)} subject(s) x {len(plan)} prompts judged; report in {out}"
+                          + (f"; {unparsable} verdicts unparsable (excluded, counted in the report)" if unparsable else ""))
+
+
+def _progress(ctx: Any, progress: JobProgress, offset: int, total: int, label: str):
+    def report(done: int, count: int, what: str) -> None:
+        with ctx.sessions.begin() as session:
+            if total:
+                progress.update(session, offset + done, total, f"{label}: {done}/{count} answers")
+            else:
+                session.get(Job, ctx.job.id).message = f"{what}: {done}/{count} judged"
+    return report
+
+
+def _store_summary(sessions: sessionmaker[Session], stores: dict[str, AnswerStore], summary: Any) -> None:
+    with sessions.begin() as session:
+        for label, store in stores.items():
+            row = session.get(Evaluation, store.evaluation_id)
+            row.summary = {"tables": {judge: tables[label].to_dict() for judge, tables in summary.tables.items()},
+                           "files": summary.files}
