@@ -96,6 +96,32 @@ def study_config(path: str | Path) -> dict[str, Any]:
             "evaluate": data.get("evaluate") or {}}
 
 
+PIPELINES_DIR = Path(__file__).resolve().parent.parent / "assets" / "pipelines"
+
+
+def pipeline_defaults(preset: str | None) -> dict[str, Any]:
+    """assets/pipelines/<preset>.yaml (generate settings, methods, evaluate), or {} when none."""
+    path = PIPELINES_DIR / f"{preset}.yaml"
+    if not preset or not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise JobConfigError(f"{path}: expected a mapping with generate, methods and evaluate.")
+    return data
+
+
+def pipeline_config(preset: str | None, generate: dict[str, Any], train: dict[str, Any], *,
+                    methods: list[str] | None, evaluate: bool) -> dict[str, Any]:
+    """A pipeline config: the preset's defaults, overridden by what the user set."""
+    defaults = pipeline_defaults(preset)
+    base = dict(defaults.get("generate") or {})
+    chosen = {k: v for k, v in generate.items() if v is not None and k != "generate"}
+    settings = {**(base.get("generate") or {}), **(generate.get("generate") or {})}
+    return {"generate": {**base, **chosen, "generate": settings}, "train": train,
+            "methods": methods or defaults.get("methods"),
+            "evaluate": (defaults.get("evaluate") or {"settings": {}}) if evaluate else None}
+
+
 def add_evaluate_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--run", action="append", help="run folder, job:ID (training job) or base:MODEL; repeat for several")
     sub.add_argument("--sets", help="comma-separated question sets (default eval_harmful,eval_helpful,eval_benign)")
