@@ -42,6 +42,8 @@ def add_job_arguments(subparsers: argparse._SubParsersAction) -> argparse.Argume
     logs.add_argument("job_id", type=int)
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     actions.add_parser("gpus", help="the GPUs jobs can use (or the CPU fallback)")
+    actions.add_parser("work", help="run the queue in this terminal until no job is queued or running "
+                                    "(a headless server; the app does this by itself)")
     return jobs
 
 
@@ -225,4 +227,26 @@ def run_jobs_command(args: argparse.Namespace, queue: JobQueue, out: TextIO = sy
             queue.dispatch()
     elif action == "gpus":
         out.write(describe(list_gpus()) + "\n")
+    elif action == "work":
+        return work_until_idle(queue, out)
+    return 0
+
+
+def work_until_idle(queue: JobQueue, out: TextIO, poll_seconds: float = 2.0) -> int:
+    """Own the dispatcher until every queued and running job has ended (Ctrl+C stops dispatching;
+    running workers keep going and a later `jobs work` or the app picks the queue up again)."""
+    owner = dispatcher_pid(queue.home)
+    if owner is not None:
+        out.write(f"The app (pid {owner}) already runs the queue; nothing to do here.\n")
+        return 0
+    queue.start()
+    out.write("Running the queue until no job is queued or running (Ctrl+C to stop dispatching).\n")
+    try:
+        while list_jobs(queue.sessions, limit=1, status=JobStatus.QUEUED) or list_jobs(queue.sessions, limit=1, status=JobStatus.RUNNING):
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        out.write("Stopped dispatching; running jobs continue in their own processes.\n")
+    finally:
+        queue.shutdown()
+    out.write("No job is queued or running.\n")
     return 0
