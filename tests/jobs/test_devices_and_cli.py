@@ -157,3 +157,13 @@ def test_ctrl_c_while_following_leaves_the_job_alone(make_queue, tiny_dir, chain
     assert follow_job(queue, job_id, out) == 0
     assert f"launch.py jobs logs {job_id} --follow" in out.getvalue()
     assert job_row(queue, job_id).status is JobStatus.QUEUED
+
+
+def test_jobs_work_runs_the_queue_until_it_is_idle(make_queue, tiny_dir, chains_file):
+    queue = make_queue()
+    first = queue.submit("train", train_config(tiny_dir, chains_file, max_steps=1))
+    second = queue.submit("train", train_config(tiny_dir, chains_file, max_steps=1), depends_on=[first])
+    out = io.StringIO()
+    assert run_jobs_command(argparse.Namespace(jobs_action="work"), queue, out) == 0
+    assert queue.get(first).status is JobStatus.SUCCEEDED and queue.get(second).status is JobStatus.SUCCEEDED
+    assert "No job is queued or running" in out.getvalue()
