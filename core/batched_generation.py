@@ -17,6 +17,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
 from core.generation import Completion, CompletionRequest
+from core.inference import sample_token
 from core.model import cache_kwargs
 
 
@@ -111,14 +112,7 @@ class LocalGenerator:
 
     def _sample(self, row: _Row, logits: torch.Tensor) -> int:
         request = row.request
-        if request.temperature <= 0:
-            return int(logits.argmax())
-        probs = torch.softmax(logits / request.temperature, dim=-1)
-        if request.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
-            probs[order[sorted_probs.cumsum(0) - sorted_probs > request.top_p]] = 0.0
-            probs = probs / probs.sum()
-        return int(torch.multinomial(probs.cpu(), 1, generator=row.generator))
+        return sample_token(logits, temperature=request.temperature, top_p=request.top_p, generator=row.generator)
 
     def _advance(self, row: _Row, token: int) -> bool:
         """Append a token; True when the row is finished (its text is then final)."""

@@ -12,7 +12,7 @@ be chosen; inside a stage, other stages' markers cannot, and an end-of-turn clos
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -20,7 +20,13 @@ from transformers import DynamicCache
 
 from core.dataset import chat_prefix_suffix
 from core.model import MoteModel, cache_kwargs
-from core.stages import QUESTION_STAGE_ID, ChainShape, Stage, StageSegment, allowed_next_stages
+from core.stages import (
+    QUESTION_STAGE_ID,
+    ChainShape,
+    Stage,
+    StageSegment,
+    allowed_next_stages,
+)
 
 
 @dataclass
@@ -112,26 +118,33 @@ class _Decoder:
         return out.logits[0, -1].float()
 
     def sample(self, logits: torch.Tensor, allowed: list[int] | None = None, banned: list[int] | None = None) -> int:
-        logits = logits.clone()
         if allowed is not None:
             keep = torch.full_like(logits, float("-inf"))
             keep[allowed] = 0.0
             logits = logits + keep
-        if banned:
-            logits[banned] = float("-inf")
-        if self.settings.temperature <= 0:
-            return int(logits.argmax())
-        logits = logits / self.settings.temperature
-        if self.settings.top_k > 0:
-            cutoff = torch.topk(logits, min(self.settings.top_k, logits.numel())).values[-1]
-            logits[logits < cutoff] = float("-inf")
-        probs = torch.softmax(logits, dim=-1)
-        if self.settings.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
-            drop = sorted_probs.cumsum(0) - sorted_probs > self.settings.top_p
-            probs[order[drop]] = 0.0
-            probs = probs / probs.sum()
-        return int(torch.multinomial(probs.cpu(), 1, generator=self.generator))
+        return sample_token(logits, temperature=self.settings.temperature, top_p=self.settings.top_p,
+                            top_k=self.settings.top_k, generator=self.generator, banned=banned or ())
+
+
+def sample_token(logits: torch.Tensor, *, temperature: float, top_p: float = 1.0, top_k: int = 0,
+                 generator: torch.Generator | None = None, banned: Sequence[int] = ()) -> int:
+    """Greedy (temperature 0) or temperature / top-k / top-p sampling of one token from (vocab,) logits.
+    The one sampler of the project: chains, chat subjects and batched generation all use it."""
+    logits = logits.clone()
+    if banned:
+        logits[list(banned)] = float("-inf")
+    if temperature <= 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k > 0:
+        cutoff = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        logits[logits < cutoff] = float("-inf")
+    probs = torch.softmax(logits, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        probs[order[sorted_probs.cumsum(0) - sorted_probs > top_p]] = 0.0
+        probs = probs / probs.sum()
+    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
 
 
 def _text_delta(tokenizer, ids: list[int], emitted: str) -> tuple[str, str]:

@@ -25,7 +25,13 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from core.config import Method
 from core.dataset import chat_prefix_suffix
 from core.export import MOTE_FILE, read_manifest
-from core.inference import ChainOutput, GenerationSettings, StageEvent, stream_chain
+from core.inference import (
+    ChainOutput,
+    GenerationSettings,
+    StageEvent,
+    sample_token,
+    stream_chain,
+)
 from core.model import MoteModel, cache_kwargs
 from core.stages import ChainShape, Stage, shape_of
 
@@ -253,7 +259,8 @@ class BaseSubject(ChatSubject):
         emitted = ""
         while len(body) < settings.limit(Stage.ANSWER):
             banned = self.end_ids if len(body) < settings.min_stage_tokens else []
-            token = sample_token(logits, settings, generator, banned=banned)
+            token = sample_token(logits, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
+                                 generator=generator, banned=banned)
             if token in self.end_ids:
                 return
             body.append(token)
@@ -269,25 +276,6 @@ class BaseSubject(ChatSubject):
         ids = torch.tensor([token_ids], device=self.device)
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache_kwargs(self.model, cache))
         return out.logits[0, -1].float()
-
-
-def sample_token(logits: torch.Tensor, settings: GenerationSettings, generator: torch.Generator, *, banned: Sequence[int] = ()) -> int:
-    """Greedy (temperature 0) or temperature / top-k / top-p sampling, as core.inference does."""
-    logits = logits.clone()
-    if banned:
-        logits[list(banned)] = float("-inf")
-    if settings.temperature <= 0:
-        return int(logits.argmax())
-    logits = logits / settings.temperature
-    if settings.top_k > 0:
-        cutoff = torch.topk(logits, min(settings.top_k, logits.numel())).values[-1]
-        logits[logits < cutoff] = float("-inf")
-    probs = torch.softmax(logits, dim=-1)
-    if settings.top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        probs[order[sorted_probs.cumsum(0) - sorted_probs > settings.top_p]] = 0.0
-        probs = probs / probs.sum()
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
 
 
 def load_subject(spec: str, *, home: Path | None = None, say: Say = print) -> ChatSubject:

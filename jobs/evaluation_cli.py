@@ -37,7 +37,7 @@ def judge_from_flag(value: str) -> dict[str, Any]:
         return {"kind": "heuristic"}
     if value.startswith("local:"):
         return {"kind": "local", "model": value[6:]}
-    if value.startswith("http:") or value.startswith("https:"):
+    if value.startswith(("http:", "https:")):
         url, _, rest = value.partition("#")
         if not rest:
             raise JobConfigError(f"--judge {value!r}: add the served model name after '#', e.g. http://host:8000/v1#mote.")

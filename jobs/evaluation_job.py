@@ -90,14 +90,19 @@ def build_judges(spec: EvaluateSpec, home: Path, say) -> list[Judge]:
         say(f"Checking judge {index + 1}/{len(spec.judges)} ({config.kind.value}) ...")
         try:
             judges.append(build_checked_judge(config, home=home))
-        except Exception as error:  # noqa: BLE001 - re-raised with the judge named
+        except Exception as error:
             raise ValueError(f"Judge {index + 1} ({config.kind.value}) cannot be used: {error}") from error
     return judges
 
 
 def run_evaluate(ctx: Any) -> Any:
     """Worker runner for JobKind.EVALUATE (ctx: jobs.worker.WorkerContext)."""
-    from core.evaluation.runner import EvalSettings, answer_prompts, judge_answers, plan_prompts
+    from core.evaluation.runner import (
+        EvalSettings,
+        answer_prompts,
+        judge_answers,
+        plan_prompts,
+    )
     from core.evaluation.summary import summarise
     from core.subjects import load_subject
     from jobs.worker import Outcome

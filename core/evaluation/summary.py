@@ -18,7 +18,12 @@ from typing import Any
 from core.evaluation.agreement import compute_agreement
 from core.evaluation.charts import plot_comparison
 from core.evaluation.metrics import MetricTable, compute_metrics
-from core.evaluation.report import build_comparison, build_drilldown, comparison_markdown, write_report
+from core.evaluation.report import (
+    build_comparison,
+    build_drilldown,
+    comparison_markdown,
+    write_report,
+)
 from core.evaluation.types import Answer, Judge, Verdict
 
 
