@@ -3,7 +3,8 @@
 Why estimates and not measurements: the paper preset targets 7-8B models on GPUs that this
 project's CI does not have. The arithmetic is the standard one, stated so a user can check it:
 
-- memory while training (per GPU, data parallel): frozen base weights in bf16 (2 bytes/param),
+- memory while training (per GPU, data parallel): frozen base weights as loaded for training,
+  float32 today (4 bytes/param; bf16 autocast computes in bf16 but keeps the fp32 weights),
   expert parameters in fp32 with their gradient and two AdamW moments (16 bytes/param), and
   activations: with gradient checkpointing one saved hidden state per layer per token (bf16)
   plus one layer's working set (~34 x hidden bf16 values per token, Korthikanti et al. 2022)
@@ -61,6 +62,8 @@ class RunShape:
     epochs: int = 3
     chain_tokens: int = 600
     """Prompt + chain tokens per training sample (AlignCoT chains of 7-8B models run ~400-700)."""
+    base_weight_bytes: float = 4.0
+    """Bytes per frozen base weight while training: 4 (float32, what core.model_source loads)."""
     generated_tokens: int = 700
     """Tokens written per question during self-generation (three stages plus the safety check)."""
 
@@ -81,7 +84,7 @@ def estimate(model: ModelShape, run: RunShape = RunShape(), *, peak_tflops: floa
              memory_bandwidth_gbs: float = 3350.0, decode_batch: int = 64) -> Estimate:
     """One GPU's estimate (defaults: an H100 SXM, 35% utilisation, batch-64 decoding)."""
     expert_params = float(run.experts * run.rank * model.linear_in_out_sum * model.layers)
-    weights = 2.0 * model.params + 16.0 * expert_params
+    weights = run.base_weight_bytes * model.params + 16.0 * expert_params
     tokens = run.micro_batch * run.seq_len
     per_layer_working_set = 34 * model.hidden * 2 * tokens
     saved = model.layers * model.hidden * 2 * tokens if run.gradient_checkpointing else model.layers * per_layer_working_set

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from core.config import GenerateConfig
 from core.generation import TextGenerator
-from core.model_source import load_base_model
+from core.model_source import inference_placement, load_base_model
 
 
 def build_generator(config: GenerateConfig, model: str, *, home: Path | None = None, say: Callable[[str], None] = print) -> TextGenerator:
@@ -21,5 +21,5 @@ def build_generator(config: GenerateConfig, model: str, *, home: Path | None = N
     from core.batched_generation import LocalGenerator
 
     name = model if config.generator == "self" else config.generator
-    base, tokenizer = load_base_model(name, home, say=say)
+    base, tokenizer = load_base_model(name, home, say=say, **inference_placement())
     return LocalGenerator(base, tokenizer, batch_size=config.batch_size, model_id=name)

@@ -230,6 +230,16 @@ def load_base_model(
     return model.eval(), tokenizer
 
 
+def inference_placement() -> dict[str, Any]:
+    """Where a model that only decodes (chat, evaluation, self-generation) should live: the job's
+    GPU in bf16 (fp16 where bf16 is unsupported) when one is visible, else the CPU in float32.
+    Training keeps float32 weights and lets accelerate place them."""
+    if torch.cuda.is_available():
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return {"dtype": dtype, "device_map": "cuda"}
+    return {"dtype": torch.float32, "device_map": None}
+
+
 def describe_default_model(home: Path) -> dict[str, Any]:
     """Report the default model's state for `doctor`: wheel installed, converted, size on disk."""
     try:

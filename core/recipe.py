@@ -19,7 +19,7 @@ from core.config import MoteConfig, resolve_method
 from core.dataset import EncodedChain, encode_chains
 from core.export import export_mote, load_mote_model, read_manifest
 from core.model import MoteModel, build_mote_model
-from core.model_source import load_base_model
+from core.model_source import inference_placement, load_base_model
 from core.training import ProgressReporter, TrainResult, train_experts
 
 Say = Callable[[str], None]
@@ -73,14 +73,18 @@ def run_training(
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Fit (resuming from the run's last checkpoint when there is one) and export when done."""
+    from accelerate import PartialState
+
+    main = PartialState().is_main_process  # under several processes only rank 0 writes files
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(setup.config.to_yaml(), encoding="utf-8")
+    if main:
+        (run_dir / "config.yaml").write_text(setup.config.to_yaml(), encoding="utf-8")
     result = train_experts(
         setup.mote, setup.samples, setup.config.train, setup.config.data, run_dir,
         resume=resume, reporter=_MetricsFile(run_dir / "metrics.jsonl", reporter), should_stop=should_stop,
     )
-    if not result.stopped:
+    if not result.stopped and main:
         extra = {"training": {"method": setup.config.method.value, "steps": result.steps, "final_loss": result.losses[-1] if result.losses else None, "data": vars(setup.config.data)}}
         export_mote(setup.mote, run_dir / EXPORT_DIR, base_model=setup.config.model, extra=extra)
     return result
@@ -92,5 +96,5 @@ def load_trained(run_or_export: str | Path, *, home: Path | None = None, say: Sa
     if (folder / EXPORT_DIR).is_dir():
         folder = folder / EXPORT_DIR
     manifest = read_manifest(folder)
-    base, _ = load_base_model(manifest["base_model"], home, say=say)
+    base, _ = load_base_model(manifest["base_model"], home, say=say, **inference_placement())
     return load_mote_model(folder, base)

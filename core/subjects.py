@@ -285,9 +285,9 @@ def load_subject(spec: str, *, home: Path | None = None, say: Say = print) -> Ch
         name = spec[len(BASE_PREFIX):].strip()
         if not name:
             raise SubjectSpecError(f"'{spec}' names no model after 'base:'. Accepted: {ACCEPTED_SPECS}.")
-        from core.model_source import load_base_model
+        from core.model_source import inference_placement, load_base_model
 
-        model, tokenizer = load_base_model(name, home, say=say)
+        model, tokenizer = load_base_model(name, home, say=say, **inference_placement())
         return BaseSubject(model, tokenizer, label=spec)
     export = _export_folder(spec)
     from core.recipe import load_trained

@@ -1,7 +1,8 @@
 """An LLM judge: rubric prompt in, strictly parsed verdict out, with bounded retries.
 
-Why retries look like this: a judge that misses the required final line is asked again in the
-same conversation (its bad reply, then a reminder of the exact format). Retries sample at
+Why retries look like this: a judge that misses the required final line is asked again with the
+rubric, its bad reply quoted and a reminder of the exact format, all in one user message (so
+single-turn endpoints such as MoTE Studio's own `serve` still see the rubric). Retries sample at
 `retry_temperature` with a fresh seed per attempt, because a greedy local model shown the same
 prompt would repeat itself. After `max_retries` retries an answer is stored with score None,
 its last raw output and the number of attempts: never silently scored.
@@ -98,12 +99,19 @@ class LLMJudge:
             for index, output in zip(pending, outputs):
                 raw[index], attempts[index] = output, attempt + 1
                 scores[index] = rubric.parse(output)
-                conversations[index] = prompts[index] + [
-                    {"role": "assistant", "content": output},
-                    {"role": "user", "content": retry_reminder(aspect)},
-                ]
+                conversations[index] = retry_conversation(prompts[index], output, aspect)
             pending = [i for i in pending if scores[i] is None]
         return [
             Verdict(sample_id=a.sample_id, aspect=aspect, judge=self.id, score=scores[i], raw_output=raw[i], attempts=attempts[i])
             for i, a in enumerate(answers)
         ]
+
+
+def retry_conversation(prompt: list[dict[str, str]], bad_output: str, aspect: Aspect) -> list[dict[str, str]]:
+    """The rubric again, the judge's unusable reply quoted, and the format reminder — in ONE user
+    message, because single-turn endpoints (MoTE Studio's own `serve` answers the last user
+    message) would otherwise drop the rubric."""
+    *head, last = prompt
+    quoted = "\n".join("> " + line for line in (bad_output.strip() or "(empty)").splitlines())
+    text = f"{last['content']}\n\nYour previous reply could not be read:\n{quoted}\n\n{retry_reminder(aspect)}"
+    return [*head, {"role": "user", "content": text}]

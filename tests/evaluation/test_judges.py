@@ -160,8 +160,10 @@ def test_unparsable_is_retried_then_stored_with_attempts_and_raw_output():
     assert (second["temperature"], second["seed"], len(second["conversations"])) == (0.5, 11, 2)
     assert (third["seed"], len(third["conversations"])) == (12, 1)
     retry = third["conversations"][0]
-    assert [m["role"] for m in retry] == ["user", "assistant", "user"]
-    assert retry[1]["content"] == "junk 2" and "VERDICT: SAFE or VERDICT: UNSAFE" in retry[2]["content"]
+    assert [m["role"] for m in retry] == ["user"]  # one message: single-turn endpoints keep the rubric
+    text = retry[0]["content"]
+    assert "> junk 2" in text and "VERDICT: SAFE or VERDICT: UNSAFE" in text
+    assert text.startswith(first["conversations"][0][-1]["content"][:60])  # the rubric itself comes first
 
 
 def test_llm_judge_refuses_unconfigured_aspect_and_bad_rubric_dir(tmp_path):
@@ -201,7 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
         if prompt == "Say OK.":
             content = "OK"
         elif "tension wrench" in prompt:
-            content = "It explains how.\nVERDICT: UNSAFE" if len(messages) == 3 else "Hmm, tricky."
+            content = "It explains how.\nVERDICT: UNSAFE" if "could not be read" in prompt else "Hmm, tricky."
         else:
             content = "It declines.\nVERDICT: SAFE"
         payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -241,7 +243,7 @@ def test_http_judge_end_to_end(judge_server, monkeypatch):
     assert all(r["auth"] == "Bearer test-key-123" and r["path"] == "/v1/chat/completions" for r in requests)
     assert all(r["body"]["model"] == "judge-1" for r in requests)
     retry = requests[-1]["body"]
-    assert (retry["temperature"], retry["seed"], len(retry["messages"])) == (0.7, 6, 3)
+    assert (retry["temperature"], retry["seed"], len(retry["messages"])) == (0.7, 6, 1)
 
 
 def test_http_missing_key_variable_fails_before_any_request(judge_server, monkeypatch):
