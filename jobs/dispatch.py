@@ -112,7 +112,8 @@ class Dispatcher:
         if claimed != 1:
             return False
         hidden_url = make_url(self.url).password is not None  # keep passwords out of `ps`
-        processes = max(1, len(placement.gpus))
+        # Only training is data parallel; decoding jobs run one process on their first GPU.
+        processes = max(1, len(placement.gpus)) if job.kind is JobKind.TRAIN else 1
         command = worker_command(job.id, db_url=None if hidden_url else self.url, home=self.home,
                                  num_processes=processes, main_process_port=free_port() if processes > 1 else None)
         env = worker_environment(placement.gpus, cpu_threads=max(1, (os.cpu_count() or 1) // self.settings.max_cpu_jobs),

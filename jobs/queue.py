@@ -26,7 +26,7 @@ from jobs.lock import DispatcherLock
 from jobs.processes import is_our_worker, signal_group
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, utcnow
 from jobs.evaluate_spec import EvaluateSpec
-from jobs.specs import JobConfigError, JobSpec, PipelineSpec, TrainSpec, parse_job_config, parse_kind
+from jobs.specs import GenerateSpec, JobConfigError, JobSpec, PipelineSpec, TrainSpec, parse_job_config, parse_kind
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ class JobQueue:
             raise JobConfigError(f"depends_on: no job(s) {missing}; list existing job ids (launch.py jobs list).")
         if gpus is not None and (not isinstance(gpus, list) or not all(isinstance(g, int) and g >= 0 for g in gpus)):
             raise JobConfigError(f"gpus={gpus!r} is not valid: give a list of GPU indices such as [0, 1], or none.")
+        if gpus and len(gpus) > 1 and isinstance(spec, (GenerateSpec, EvaluateSpec)):
+            raise JobConfigError(f"gpus={gpus}: generate and evaluate jobs decode on one GPU; give one index "
+                                 "(several GPUs speed up training jobs only).")
         if isinstance(spec, PipelineSpec):
             spec = spec.train
         if isinstance(spec, EvaluateSpec):
@@ -109,7 +112,8 @@ class JobQueue:
         """generate (optional) -> one train job per method -> evaluate (optional), under a parent
         pipeline job that succeeds when every stage has."""
         def job(kind: JobKind, config: dict, after: list[int]) -> int:
-            return new_job(session, self.home, kind, config, depends_on=after, gpus=gpus, auto_retry=auto_retry).id
+            devices = gpus if kind is JobKind.TRAIN or not gpus else gpus[:1]  # only training spans GPUs
+            return new_job(session, self.home, kind, config, depends_on=after, gpus=devices, auto_retry=auto_retry).id
 
         stages: dict[str, int] = {}
         train = spec.train.snapshot()
