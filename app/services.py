@@ -1,0 +1,205 @@
+"""The services facade: the one object the tabs call (the chat tab streams through app.chat_runtime).
+
+Why a facade: tab builders stay small and Gradio-only, every action has one tested Python entry
+point (the UI, the named API endpoints and tests/app/test_services.py all go through it), and
+long work never runs here: it is submitted to the job queue, whose workers run it in their own
+processes while the page polls the database.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from app.chain_browser import ChainBrowser, ChainFilter, ChainView, DatasetSummary
+from app.evaluation_services import EvaluationServices
+from app.job_views import (
+    JobRow,
+    JobSort,
+    TrainingMonitor,
+    job_rows,
+    log_tail,
+    training_jobs,
+    training_monitor,
+)
+from app.question_library import QuestionLibrary, QuestionSetRef
+from app.system_info import SystemReport, system_report
+from app.train_form import ChainSource, cli_command
+from core.config import GenerateConfig, MoteConfig, load_preset, preset_names
+from core.questions import ImportReport, Question
+from core.subjects import BASE_PREFIX
+from jobs.cli import format_job_detail
+from jobs.db import database_url
+from jobs.queue import JobQueue
+from jobs.records import Job, JobKind, JobStatus, TrainingRun
+from jobs.specs import GenerateSpec
+
+CONFIGS_DIR = "configs"
+_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ChatSubjectChoice:
+    """A model the chat tab can talk to: its label and the spec core.subjects loads."""
+
+    label: str
+    spec: str
+
+
+class Services(EvaluationServices):
+    """Everything the UI can do, over one job queue (its database and data directory)."""
+
+    def __init__(self, queue: JobQueue, *, default_model: str = GenerateSpec.model) -> None:
+        self.queue = queue
+        self.home = queue.home
+        self.sessions = queue.sessions
+        self.default_model = default_model
+        self.questions = QuestionLibrary(self.home)
+        self.browser = ChainBrowser(self.sessions, self.home)
+        self.notices: list[str] = []
+
+    # ---- question sets ---------------------------------------------------------------------
+    def question_sets(self) -> list[QuestionSetRef]:
+        return self.questions.sets()
+
+    def question_set_rows(self, name: str) -> list[Question]:
+        return self.questions.questions(name)
+
+    def preview_import(self, path: str | Path, question_column: str | None = None) -> ImportReport:
+        return self.questions.preview(path, question_column)
+
+    def import_question_set(self, path: str | Path, name: str, question_column: str | None = None) -> tuple[QuestionSetRef, ImportReport]:
+        return self.questions.import_set(path, name, question_column)
+
+    # ---- generation ------------------------------------------------------------------------
+    def launch_generation(self, question_set: str, *, model: str | None = None, limit: int | None = None,
+                          dataset_name: str | None = None, settings: dict[str, Any] | None = None) -> int:
+        """Queue a generate job for a set (bundled or imported); returns its job id."""
+        ref = self.questions.get(question_set)
+        config = {"generate": dict(settings or {}), "questions": ref.source, "model": model or self.default_model,
+                  "limit": limit, "dataset_name": (dataset_name or "").strip() or None}
+        return self.queue.submit(JobKind.GENERATE, config)
+
+    @staticmethod
+    def generate_defaults() -> GenerateConfig:
+        return GenerateConfig()
+
+    # ---- chains ----------------------------------------------------------------------------
+    def chain_datasets(self) -> list[DatasetSummary]:
+        return self.browser.datasets()
+
+    def chains(self, dataset_id: int, filters: ChainFilter | None = None) -> list[ChainView]:
+        return self.browser.chains(dataset_id, filters or ChainFilter())
+
+    def chain_facets(self, dataset_id: int) -> dict[str, list[str]]:
+        return self.browser.facets(dataset_id)
+
+    def chain(self, chain_pk: int) -> ChainView:
+        return self.browser.chain(chain_pk)
+
+    def flag_chain(self, chain_pk: int, flagged: bool) -> ChainView:
+        return self.browser.set_flag(chain_pk, flagged)
+
+    def edit_chain(self, chain_pk: int, stages: dict[str, str]) -> ChainView:
+        return self.browser.edit(chain_pk, stages)
+
+    def delete_chain(self, chain_pk: int) -> None:
+        self.browser.delete(chain_pk)
+
+    def export_chains(self, dataset_id: int) -> Path:
+        return self.browser.export(dataset_id)
+
+    # ---- training --------------------------------------------------------------------------
+    @staticmethod
+    def presets() -> list[str]:
+        return preset_names()
+
+    def saved_configs(self) -> list[str]:
+        folder = self.home / CONFIGS_DIR
+        return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+    def load_config(self, name: str) -> MoteConfig:
+        """A saved config by name, else a bundled preset by name."""
+        path = self.home / CONFIGS_DIR / f"{name}.yaml"
+        return MoteConfig.from_yaml(path) if path.exists() else load_preset(name)
+
+    def config_path(self, name: str) -> Path:
+        name = (name or "").strip()
+        if not _CONFIG_NAME.match(name):
+            raise ValueError(f"Config name {name!r} is not usable: use letters, digits, '_', '-' or '.' (at most 64).")
+        return self.home / CONFIGS_DIR / f"{name}.yaml"
+
+    def save_config(self, config: MoteConfig, name: str) -> Path:
+        if name in preset_names():
+            raise ValueError(f"{name!r} is a bundled preset: save your config under another name.")
+        path = self.config_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(config.to_yaml(), encoding="utf-8")
+        return path
+
+    def train_preview(self, config: MoteConfig, source: ChainSource, name: str) -> tuple[str, str]:
+        """The YAML of `config` and the CLI command that submits the same job."""
+        db = None if self.queue.url == database_url(self.home) else self.queue.url  # the CLI finds it alone
+        return config.to_yaml(), cli_command(source, self.config_path(name), home=self.home, db_url=db)
+
+    def launch_training(self, config: MoteConfig, source: ChainSource) -> int:
+        return self.queue.submit(JobKind.TRAIN, {"mote": config.to_dict(), **source.job_config()})
+
+    def training_jobs(self) -> list[Job]:
+        return training_jobs(self.sessions)
+
+    def watched_training_job(self) -> int | None:
+        """What a freshly loaded Train tab shows: the newest running training job, else the newest."""
+        jobs = self.training_jobs()
+        running = [j for j in jobs if j.status in (JobStatus.RUNNING, JobStatus.QUEUED)]
+        candidates = running or jobs
+        return candidates[0].id if candidates else None
+
+    def training_monitor(self, job_id: int) -> TrainingMonitor:
+        return training_monitor(self.sessions, job_id)
+
+    def run_settings(self, job_id: int) -> tuple[MoteConfig, ChainSource]:
+        """A past training job's config and chain source ("new run from this one")."""
+        config = self.queue.get(job_id).config
+        if "mote" not in config:
+            raise ValueError(f"Job {job_id} is not a training job: pick a run from the list.")
+        source = ChainSource(dataset_id=config.get("chain_dataset_id"), file=config.get("chains"))
+        return MoteConfig.from_dict(config["mote"]), source
+
+    # ---- jobs ------------------------------------------------------------------------------
+    def jobs(self, kind: JobKind | None = None, status: JobStatus | None = None, sort: JobSort = JobSort.NEWEST) -> list[JobRow]:
+        return job_rows(self.sessions, kind=kind, status=status, sort=sort)
+
+    def job_detail_text(self, job_id: int) -> str:
+        return format_job_detail(self.queue, job_id)
+
+    def job_log(self, job_id: int, lines: int = 60) -> str:
+        job = self.queue.get(job_id)
+        if job.kind is JobKind.PIPELINE:
+            stages = ", ".join(f"{name}: job {i}" for name, i in (job.config.get("stages") or {}).items())
+            return f"A pipeline has no log of its own; see its stages ({stages})."
+        return log_tail(job.log_path, lines)
+
+    def cancel_job(self, job_id: int) -> JobStatus:
+        return self.queue.cancel(job_id)
+
+    def retry_job(self, job_id: int) -> int:
+        return self.queue.retry(job_id)
+
+    # ---- chat ------------------------------------------------------------------------------
+    def chat_subjects(self) -> list[ChatSubjectChoice]:
+        """The base models in use, then every finished run with an export (MoTE and baselines)."""
+        with self.sessions() as session:
+            runs = list(session.scalars(select(TrainingRun).where(TrainingRun.export_path.is_not(None))
+                                        .order_by(TrainingRun.id.desc())))
+        bases = list(dict.fromkeys([self.default_model, *(run.base_model for run in runs)]))
+        choices = [ChatSubjectChoice(f"base model: {Path(b).name if '/' in b else b}", BASE_PREFIX + b) for b in bases]
+        choices += [ChatSubjectChoice(f"run {run.id} ({run.method}, job {run.job_id})", run.run_dir) for run in runs]
+        return choices
+
+    # ---- system ----------------------------------------------------------------------------
+    def system(self) -> SystemReport:
+        return system_report(self.sessions, self.queue.url, self.home)

@@ -1,0 +1,106 @@
+"""Evaluate tab: models x question sets x judges -> an evaluate job; its comparison tables,
+charts and per-sample drill-down; loss curves and settings of runs side by side; and the quick
+pipeline (generate -> train MoTE and LoRA -> evaluate) in one click."""
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from app.errors import user_facing
+from app.services import Services
+
+JUDGES = ["heuristic refusal detector", "local LLM judge", "HTTP LLM judge"]
+
+
+class EvaluateActions:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def choices(self) -> tuple[dict, dict, dict, dict]:
+        runs = [(label, spec) for label, spec in self.services.evaluation_subjects() if spec.startswith("job:")]
+        jobs = [(f"job {j.id} · {j.status.value}", j.id) for j in self.services.evaluation_jobs()]
+        return (gr.update(choices=self.services.evaluation_subjects()), gr.update(choices=self.services.evaluation_sets()),
+                gr.update(choices=jobs), gr.update(choices=[(label, int(spec[4:])) for label, spec in runs]))
+
+    @user_facing
+    def launch(self, subjects: list[str], sets: list[str], limit: float, jailbreak_prompts: float, max_stage_tokens: float,
+               judges: list[str], judge_model: str, judge_url: str, judge_model_name: str, judge_key_env: str) -> dict:
+        chosen = []
+        if JUDGES[0] in judges:
+            chosen.append({"kind": "heuristic"})
+        if JUDGES[1] in judges:
+            chosen.append({"kind": "local", "model": judge_model or self.services.default_model, "max_new_tokens": 48})
+        if JUDGES[2] in judges:
+            chosen.append({"kind": "http", "url": judge_url, "model_name": judge_model_name, "api_key_env": judge_key_env or None})
+        if not chosen:
+            raise ValueError("Pick at least one judge.")
+        settings = {"limit": int(limit) if limit else None, "jailbreak_prompts": int(jailbreak_prompts or 0),
+                    "max_stage_tokens": int(max_stage_tokens)}
+        job_id = self.services.launch_evaluation(subjects, sets, settings, chosen)
+        gr.Info(f"Evaluate job {job_id} queued; pick it under Results when it has finished.")
+        return gr.update(choices=[(f"job {j.id} · {j.status.value}", j.id) for j in self.services.evaluation_jobs()], value=job_id)
+
+    @user_facing
+    def quick_pipeline(self) -> str:
+        job_id = self.services.launch_quick_pipeline()
+        return f"Quick pipeline queued as job {job_id}: follow its stages in the Jobs tab."
+
+    @user_facing
+    def result(self, job: int | None, current_judge: str | None = None) -> tuple[str, list[tuple[str, str]], dict]:
+        if job is None:
+            return "No evaluation picked yet.", [], gr.update(choices=[])
+        result = self.services.evaluation_result(int(job))
+        head = f"**Job {result.job_id} {result.status.value}** — {result.message}\n\n"
+        keep = current_judge if current_judge in result.judges else (result.judges[0] if result.judges else None)
+        judges = gr.update(choices=result.judges, value=keep)
+        return head + (result.markdown or "The report appears here when the job has finished."), result.charts, judges
+
+    @user_facing
+    def samples(self, job: int | None, judge: str | None) -> pd.DataFrame:
+        rows = self.services.evaluation_samples(int(job), judge) if job is not None else []
+        return pd.DataFrame(rows)
+
+    @user_facing
+    def compare(self, jobs: list[int]) -> tuple[pd.DataFrame, str]:
+        rows, diff = self.services.compare_runs([int(j) for j in jobs or []])
+        return pd.DataFrame(rows or {"run": [], "step": [], "loss": []}), diff
+
+
+def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None:
+    actions = EvaluateActions(services)
+    with gr.Row():
+        subjects = gr.Dropdown(multiselect=True, label="Models to evaluate", elem_id="eval-subjects", scale=2)
+        sets = gr.Dropdown(multiselect=True, label="Question sets (empty: the bundled eval sets)", elem_id="eval-sets", scale=2)
+    with gr.Row():
+        limit = gr.Number(8, label="questions per set", minimum=1, precision=0, elem_id="eval-limit")
+        jailbreaks = gr.Number(2, label="harmful questions x every jailbreak wrapper", minimum=0, precision=0,
+                               elem_id="eval-jailbreaks")
+        tokens = gr.Number(48, label="tokens per stage", minimum=1, maximum=4096, precision=0, elem_id="eval-tokens")
+    judges = gr.CheckboxGroup(JUDGES, value=JUDGES[:1], label="Judges", elem_id="eval-judges")
+    with gr.Accordion("LLM judge settings", open=False), gr.Row():
+        judge_model = gr.Textbox(services.default_model, label="local judge: model folder or alias")
+        url = gr.Textbox(label="HTTP judge: base URL (ends in /v1)")
+        name = gr.Textbox(label="HTTP judge: model name")
+        key = gr.Textbox(label="HTTP judge: API key variable (name only)")
+    with gr.Row():
+        launch = gr.Button("Evaluate", variant="primary", elem_id="eval-launch")
+        quick = gr.Button("Run the quick pipeline (generate -> MoTE + LoRA -> evaluate)", elem_id="eval-quick")
+    quick_note = gr.Markdown(elem_id="eval-quick-note")
+    gr.Markdown("### Results")
+    job = gr.Dropdown(label="Evaluate job", elem_id="eval-job")
+    report = gr.Markdown(elem_id="eval-report")
+    charts = gr.Gallery(label="charts (95% bootstrap intervals)", columns=4, height="auto", elem_id="eval-charts")
+    judge = gr.Dropdown(label="Drill-down: judge", elem_id="eval-judge")
+    samples = gr.Dataframe(label="per-sample drill-down", wrap=True, max_height=420, elem_id="eval-samples")
+    gr.Markdown("### Compare runs")
+    runs = gr.Dropdown(multiselect=True, label="Training jobs", elem_id="eval-compare-runs")
+    curves = gr.LinePlot(x="step", y="loss", color="run", label="loss", elem_id="eval-curves")
+    diff = gr.Markdown(elem_id="eval-diff")
+    gr.on([demo.load, tab.select], actions.choices, None, [subjects, sets, job, runs], api_name="evaluation_choices")
+    launch.click(actions.launch, [subjects, sets, limit, jailbreaks, tokens, judges, judge_model, url, name, key], job,
+                 api_name="evaluate")
+    quick.click(actions.quick_pipeline, None, quick_note, api_name="quick_pipeline")
+    gr.on([job.change, gr.Timer(5.0).tick], actions.result, [job, judge], [report, charts, judge], api_name="evaluation_result",
+          show_progress="hidden")
+    gr.on([judge.change], actions.samples, [job, judge], samples, api_name="evaluation_samples")
+    runs.change(actions.compare, runs, [curves, diff], api_name="compare_runs")

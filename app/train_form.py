@@ -1,0 +1,244 @@
+"""The Train tab's hyperparameter form: which MoteConfig fields it shows, their valid ranges, their
+help text, and the conversions form values <-> MoteConfig <-> YAML / CLI command.
+
+Why ranges and help are read from core/config.py (through core.config_reference): each field
+there carries a docstring and `__post_init__` checks its range, so the form says exactly what
+the code enforces and cannot drift from it. A few fields core leaves unchecked get a guard of the
+form's own (no negative weight decay); those are marked `enforced=False`.
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import DataConfig, ExpertConfig, MoteConfig, TrainConfig
+from core.config_reference import Constraint, field_constraints, field_docstrings
+
+SAMPLE_SOURCE = "sample"
+DATASET_PREFIX = "dataset:"
+_SECTIONS: dict[str, type] = {"": MoteConfig, "experts": ExpertConfig, "data": DataConfig, "train": TrainConfig}
+
+
+class FieldKind(str, enum.Enum):
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    CHOICE = "choice"
+    TEXT = "text"
+    LIST = "list"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One form field: its dotted path in MoteConfig and its kind. `optional`: an empty field
+    means None. `guard_min`: a lower bound of the form's own where core checks none."""
+
+    path: str
+    kind: FieldKind
+    optional: bool = False
+    guard_min: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.replace(".", "_")
+
+    @property
+    def label(self) -> str:
+        return self.path.split(".")[-1].replace("_", " ")
+
+    @property
+    def owner(self) -> tuple[type, str]:
+        """(the dataclass holding the field, the field's name in it)."""
+        section, _, leaf = self.path.rpartition(".")
+        return _SECTIONS[section], leaf
+
+    @property
+    def enforced(self) -> bool:
+        """Whether core itself checks this field's range (else the form's guard does)."""
+        return self.guard_min is None
+
+    @property
+    def minimum(self) -> float | None:
+        return self.guard_min if self.guard_min is not None else _constraint(self).low
+
+    @property
+    def maximum(self) -> float | None:
+        return _constraint(self).high
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in _constraint(self).choices)
+
+    def range_text(self) -> str:
+        if self.minimum is None and self.maximum is None:
+            return ""
+        low = "" if self.minimum is None else f"{self.minimum:g}"
+        if self.maximum is None:
+            text = f">= {low}"
+        else:
+            text = f"[{low}, {self.maximum:g}]" if low else f"<= {self.maximum:g}"
+        return text + (" (0 or empty: none)" if self.optional else "")
+
+
+@functools.cache
+def _constraints(cls: type) -> dict[str, Constraint]:
+    return field_constraints(cls)
+
+
+def _constraint(spec: FieldSpec) -> Constraint:
+    cls, leaf = spec.owner
+    return _constraints(cls).get(leaf, Constraint())
+
+
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("model", FieldKind.TEXT),
+    FieldSpec("method", FieldKind.CHOICE),
+    FieldSpec("experts.rank", FieldKind.INT),
+    FieldSpec("experts.lora_alpha", FieldKind.FLOAT),
+    FieldSpec("experts.alpha", FieldKind.FLOAT),
+    FieldSpec("experts.dropout", FieldKind.FLOAT),
+    FieldSpec("experts.target_modules", FieldKind.LIST),
+    FieldSpec("data.max_length", FieldKind.INT),
+    FieldSpec("data.p_skip", FieldKind.FLOAT),
+    FieldSpec("data.compact_positions", FieldKind.BOOL),
+    FieldSpec("train.epochs", FieldKind.FLOAT),
+    FieldSpec("train.max_steps", FieldKind.INT, optional=True),
+    FieldSpec("train.batch_size", FieldKind.INT),
+    FieldSpec("train.micro_batch_size", FieldKind.INT),
+    FieldSpec("train.learning_rate", FieldKind.FLOAT),
+    FieldSpec("train.weight_decay", FieldKind.FLOAT, guard_min=0.0),
+    FieldSpec("train.warmup_ratio", FieldKind.FLOAT),
+    FieldSpec("train.max_grad_norm", FieldKind.FLOAT, guard_min=0.0),
+    FieldSpec("train.mixed_precision", FieldKind.CHOICE),
+    FieldSpec("train.checkpoint_every", FieldKind.INT),
+    FieldSpec("train.seed", FieldKind.INT, guard_min=0),
+    FieldSpec("train.gradient_checkpointing", FieldKind.BOOL),
+)
+FIELD_NAMES: tuple[str, ...] = tuple(spec.name for spec in FIELDS)
+
+
+@functools.cache
+def _docstrings(cls: type) -> dict[str, str]:
+    return field_docstrings(cls)
+
+
+def field_help(spec: FieldSpec) -> str:
+    """What the form shows under a field: the valid range, then the field's docstring."""
+    cls, leaf = spec.owner
+    parts = [f"valid: {spec.range_text()}" if spec.range_text() else "", _docstrings(cls).get(leaf, "")]
+    return " — ".join(part for part in parts if part)
+
+
+def _get(config: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        config = config[key]
+    return config
+
+
+def form_values(config: MoteConfig) -> list[Any]:
+    """The form's values for `config`, in FIELDS order."""
+    data = config.to_dict()
+    values = []
+    for spec in FIELDS:
+        value = _get(data, spec.path)
+        values.append(", ".join(value) if spec.kind is FieldKind.LIST else value)
+    return values
+
+
+def _coerce(spec: FieldSpec, value: Any) -> Any:
+    if spec.optional and value == 0:  # an empty number field reads as 0
+        return None
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if spec.optional:
+            return None
+        raise ValueError(f"{spec.path} is empty: give a value" + (f" in {spec.range_text()}." if spec.range_text() else "."))
+    if spec.kind is FieldKind.INT:
+        if float(value) != int(float(value)):
+            raise ValueError(f"{spec.path}={value!r} is not a whole number: use an integer in {spec.range_text()}.")
+        value = int(float(value))
+    elif spec.kind is FieldKind.FLOAT:
+        value = float(value)
+    elif spec.kind is FieldKind.BOOL:
+        return bool(value)
+    elif spec.kind is FieldKind.LIST:
+        return [item.strip() for item in str(value).split(",") if item.strip()]
+    elif spec.kind is FieldKind.CHOICE and value not in spec.choices:
+        raise ValueError(f"{spec.path}={value!r} is not valid: use one of {list(spec.choices)}.")
+    if spec.kind in (FieldKind.INT, FieldKind.FLOAT) and not spec.enforced:
+        if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
+            raise ValueError(f"{spec.path}={value!r} is out of range: use {spec.range_text()}.")
+    return value.strip() if isinstance(value, str) else value
+
+
+def config_from_values(values: Sequence[Any], base: dict[str, Any] | None = None) -> MoteConfig:
+    """A checked MoteConfig from form values (FIELDS order) laid over `base` (a loaded config's
+    dict, so settings the form does not show are kept). Errors name the field and its range."""
+    if len(values) != len(FIELDS):
+        raise ValueError(f"Expected {len(FIELDS)} form values ({', '.join(FIELD_NAMES)}), got {len(values)}.")
+    data = MoteConfig.from_dict(dict(base)).to_dict() if base else MoteConfig().to_dict()
+    for spec, value in zip(FIELDS, values):
+        *parents, leaf = spec.path.split(".")
+        target = data
+        for key in parents:
+            target = target[key]
+        target[leaf] = _coerce(spec, value)
+    return MoteConfig.from_dict(data)
+
+
+@dataclass(frozen=True)
+class ChainSource:
+    """What a training run learns from: the bundled sample chains, a stored dataset or a file."""
+
+    dataset_id: int | None = None
+    file: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> ChainSource:
+        text = (text or "").strip()
+        if not text or text == SAMPLE_SOURCE:
+            return cls()
+        if text.startswith(DATASET_PREFIX):
+            number = text[len(DATASET_PREFIX):].split()[0]
+            if not number.isdigit():
+                raise ValueError(f"Chain source {text!r}: expected 'dataset:ID' with a numeric id.")
+            return cls(dataset_id=int(number))
+        if not Path(text).expanduser().is_file():
+            raise ValueError(f"Chain source {text!r} is neither 'sample', 'dataset:ID' nor an existing .jsonl file.")
+        return cls(file=str(Path(text).expanduser().resolve()))
+
+    def job_config(self) -> dict[str, Any]:
+        if self.dataset_id is not None:
+            return {"chain_dataset_id": self.dataset_id}
+        return {"chains": self.file} if self.file else {}
+
+    def cli_flags(self) -> list[str]:
+        if self.dataset_id is not None:
+            return ["--chain-dataset", str(self.dataset_id)]
+        return ["--chains", self.file] if self.file else []
+
+
+def cli_command(source: ChainSource, config_path: Path, *, home: Path, db_url: str | None = None) -> str:
+    """The shell command that submits the same training job headless."""
+    words = ["python", "launch.py", "--home", str(home)] + (["--db", db_url] if db_url else [])
+    words += ["train", "--config", str(config_path), *source.cli_flags()]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def with_named_parameters(fn, head: Sequence[str], tail: Sequence[str] = ()):
+    """`fn(*values)` exposed with parameter names (head, FIELD_NAMES, tail), so gradio_client
+    users can call the endpoint with keywords such as train_learning_rate=3e-4."""
+    names = [*head, *FIELD_NAMES, *tail]
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        return fn(*args)
+
+    call.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names])
+    return call

@@ -1,0 +1,163 @@
+"""Every named endpoint through gradio_client against the real app (worker processes, the tiny
+model): question sets, generation, the chain browser, training with its live status, chat,
+jobs (cancel, retry) and the system report. Tests run in file order and share one app."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from app.train_form import FIELD_NAMES, form_values
+from core.config import load_preset
+from jobs.records import JobStatus
+from tests.app.conftest import GENERATE_TOKENS, wait_job, write_questions_csv
+
+ENDPOINTS = {"/question_set", "/preview_import", "/import_questions", "/generate_chains", "/generation_status",
+             "/chain_datasets", "/browse_chains", "/show_chain", "/flag_chain", "/edit_chain", "/delete_chain",
+             "/export_chains", "/load_config", "/preview_config", "/save_config", "/train", "/training_runs",
+             "/training_status", "/new_run_from", "/chat_subjects", "/chat", "/jobs", "/job_detail", "/cancel_job",
+             "/retry_job", "/system"}
+
+
+@pytest.fixture(scope="module")
+def client(studio) -> Client:
+    return Client(studio.url, verbose=False, download_files=False)
+
+
+@pytest.fixture(scope="module")
+def shared() -> dict:
+    """Ids handed from one test to the next (they run in file order on one app)."""
+    return {}
+
+
+def rows(table: dict) -> list[list]:
+    return table["data"]
+
+
+def value(output):
+    """An output that refreshes a list comes back as an update {'choices', 'value', '__type__'}."""
+    return output["value"] if isinstance(output, dict) and output.get("__type__") == "update" else output
+
+
+def tiny_form(studio, **changes) -> dict:
+    """Keyword arguments for /train and /preview_config: the quick preset on the tiny model."""
+    values = dict(zip(FIELD_NAMES, form_values(load_preset("quick"))))
+    values.update(model=str(studio.tiny_dir), experts_rank=4, experts_lora_alpha=8.0, data_max_length=256,
+                  train_max_steps=3, train_batch_size=2, train_micro_batch_size=1, train_checkpoint_every=0,
+                  train_mixed_precision="no", train_warmup_ratio=0.0)
+    values.update(changes)
+    return values
+
+
+def test_every_action_is_a_named_endpoint(client):
+    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert ENDPOINTS <= named, ENDPOINTS - named
+
+
+def test_question_sets_preview_and_import(client, tmp_path):
+    questions = rows(client.predict("eval_harmful", api_name="/question_set"))
+    assert len(questions) == 110 and questions[0][1] == "harmful"
+    upload = handle_file(str(write_questions_csv(tmp_path / "mine.csv")))
+    summary, kept, rejected = client.predict(upload, "", api_name="/preview_import")
+    assert summary.startswith("4 questions imported, 3 rows rejected")
+    assert [r[0] for r in rows(kept)] == ["a1", "a2", "a4", "a7"]
+    assert [r[0] for r in rows(rejected)] == [4, 6, 7] and "empty question" in rows(rejected)[0][1]
+    message, chosen = client.predict(upload, "mine", "", api_name="/import_questions")
+    assert "Saved as **mine**" in message and value(chosen) == "mine" and ["mine", "mine"] in chosen["choices"]
+    with pytest.raises(AppError, match="bundled set"):
+        client.predict(upload, "train", "", api_name="/import_questions")
+
+
+def test_generate_then_browse_flag_edit_delete_export(client, studio, shared):
+    status = client.predict("mine", str(studio.tiny_dir), 3, *GENERATE_TOKENS.values(), 4, 0.0, "keep", "api set",
+                            api_name="/generate_chains")
+    job_id = int(status.split("job ")[1].split()[0])
+    job = wait_job(studio.queue, job_id)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    assert f"job {job_id} **succeeded**" in client.predict(api_name="/generation_status")
+    dataset = value(client.predict(None, api_name="/chain_datasets"))
+    shared["dataset"] = dataset
+    table, _category, _kind = client.predict(dataset, "any", "any", "any", "any", api_name="/browse_chains")
+    chains = rows(table)
+    assert len(chains) == 3 and {c[4] for c in chains} <= {"harmful", "helpful", "benign"}
+    first = chains[0][0]
+    header, *stages = client.predict(first, api_name="/show_chain")
+    assert chains[0][1] in header and stages[2] == chains[0][9]
+    client.predict(first, api_name="/flag_chain")
+    client.predict(first, "a fixed analysis", "", "a fixed answer", api_name="/edit_chain")
+    table, *_ = client.predict(dataset, "analysis->answer", "any", "any", "any", api_name="/browse_chains")
+    edited = next(c for c in rows(table) if c[0] == first)
+    assert edited[7:10] == ["a fixed analysis", "", "a fixed answer"] and edited[11] == "yes"
+    with pytest.raises(AppError, match="no answer stage"):
+        client.predict(first, "", "", "", api_name="/edit_chain")
+    client.predict(chains[1][0], api_name="/delete_chain")
+    table, *_ = client.predict(dataset, "any", "any", "any", "any", api_name="/browse_chains")
+    assert [c[0] for c in rows(table)] == [first, chains[2][0]]
+    exported = client.predict(dataset, api_name="/export_chains")
+    lines = Path(exported["path"] if isinstance(exported, dict) else exported).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and "a fixed answer" in lines[0]
+
+
+def test_config_preview_save_train_and_live_status(client, studio, shared):
+    loaded = client.predict("quick", api_name="/load_config")
+    assert list(loaded[:3]) == ["smollm2-135m-instruct", "mote", 8]
+    form = tiny_form(studio)
+    source = f"dataset:{shared['dataset']}"
+    text, command = client.predict(chain_source=source, config_name="api-run", api_name="/preview_config", **form)
+    assert "max_steps: 3" in text and f"--chain-dataset {shared['dataset']}" in command
+    assert value(client.predict(config_name="api-run", api_name="/save_config", **form)) == "api-run"
+    assert "api-run" in studio.services.saved_configs()
+    job_id = value(client.predict(chain_source=source, api_name="/train", **form))
+    shared["train"] = job_id
+    job = wait_job(studio.queue, job_id)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    progress, loss, rate, log = client.predict(job_id, api_name="/training_status")
+    assert f"Job {job_id} succeeded" in progress and "step 3/3" in progress and "export ready" in progress
+    assert [r[0] for r in loss["data"]] == [1, 2, 3] and len(rate["data"]) == 3 and "succeeded" in log
+    assert value(client.predict(None, api_name="/training_runs")) == job_id
+    again = client.predict(job_id, api_name="/new_run_from")
+    assert again[0] == str(studio.tiny_dir) and again[-1] == source
+    with pytest.raises(AppError, match="batch_size=3 is not a multiple of micro_batch_size=2"):
+        client.predict(chain_source=source, api_name="/train", **tiny_form(studio, train_batch_size=3, train_micro_batch_size=2))
+
+
+def test_chat_streams_stage_blocks_side_by_side(client, studio, shared):
+    subjects = [value(s) for s in client.predict(None, None, None, api_name="/chat_subjects")]
+    assert subjects[0] == f"base:{studio.tiny_dir}" and subjects[1].endswith(f"job-{shared['train']}")
+    first, second, third = client.predict(2, subjects[0], subjects[1], None, "How do I pick a lock?", "full chain",
+                                          0.0, 1.0, 0, 4, 2, None, True, False, api_name="/chat")
+    assert "Safe Answer · expert <code>base</code>" in first
+    for label, expert in (("Question Analysis", "analysis"), ("Answer Guidance", "guidance"), ("Safe Answer", "answer")):
+        assert f"{label} · expert <code>{expert} + shared</code>" in second
+    assert "Safety Checking" in second and "verdict:" in second and "Choose a model" in third
+    with pytest.raises(AppError, match="Type a question first"):
+        client.predict(2, subjects[0], None, None, " ", "full chain", 0.0, 1.0, 0, 4, 2, None, False, False, api_name="/chat")
+
+
+def test_jobs_table_detail_cancel_and_retry(client, studio, shared):
+    job_id = value(client.predict(chain_source="sample", api_name="/train", **tiny_form(studio, train_max_steps=500)))
+    wait_job(studio.queue, job_id, lambda j: j.status is JobStatus.RUNNING, what="to start")
+    table = client.predict("train", "running", "newest first", api_name="/jobs")
+    assert [r[0] for r in rows(table)] == [job_id] and rows(table)[0][5] == "CPU"
+    detail, _log = client.predict(job_id, api_name="/job_detail")
+    assert detail.splitlines()[1].split() == ["status", "running"]
+    client.predict(job_id, api_name="/cancel_job")
+    assert wait_job(studio.queue, job_id).status is JobStatus.CANCELLED
+    retry = client.predict(job_id, api_name="/retry_job")
+    assert studio.queue.get(retry).retry_of == job_id
+    client.predict(retry, api_name="/cancel_job")
+    assert wait_job(studio.queue, retry).status is JobStatus.CANCELLED
+    ordered = [r[0] for r in rows(client.predict("any", "any", "oldest first", api_name="/jobs"))]
+    assert ordered == sorted(ordered) and {job_id, retry, shared["train"]} <= set(ordered)
+    with pytest.raises(AppError, match="already cancelled"):
+        client.predict(job_id, api_name="/cancel_job")
+
+
+def test_system_report(client):
+    head, gpus, cpu, ram, disk, database = client.predict(api_name="/system")
+    assert head.startswith("**GPUs:**")
+    assert ("No GPU found" in head) == (not rows(gpus))
+    assert {r[0] for r in rows(database)} >= {"url", "jobs", "chains", "dispatcher"}
+    assert rows(cpu)[0][0] == "cores" and rows(disk)[0][0] == "data directory" and rows(ram)

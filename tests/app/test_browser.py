@@ -1,0 +1,192 @@
+"""The app in headless Chromium on the tiny model, as a user would go: import a question set,
+generate chains, train on them, evaluate the base model and the run with a judge, chat with them side by side
+(stage blocks visible), cancel a job, reload the page and find the running job re-attached.
+Tests run in file order on one app; each opens a fresh page."""
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from jobs.records import JobStatus
+from tests.app.conftest import wait_job, write_questions_csv
+
+playwright = pytest.importorskip("playwright.sync_api")
+expect = playwright.expect
+expect.set_options(timeout=30_000)  # a loaded 2-core machine answers slowly; a real failure still fails
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install -y chromium)")
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"]
+JOB_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, studio):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(studio.url)
+    expect(page.locator("#tab-data-button, [role=tab]").first).to_be_visible(timeout=30_000)
+    yield page
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def shared() -> dict:
+    return {}
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick a dropdown option whose label contains `option`."""
+    page.locator(f"#{elem_id} input").click()
+    page.locator("li[role=option]", has_text=option).first.click()
+
+
+def fill(page, elem_id: str, value) -> None:
+    field = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+    field.fill(str(value))
+    field.press("Tab")  # commits the value (a change event), as a user leaving the field does
+
+
+def table_rows(page, elem_id: str):
+    """The body rows of a Gradio 6 table (a virtual list of role=row elements)."""
+    return page.locator(f"#{elem_id} [role=row].virtual-row")
+
+
+def fill_tiny_training(page, studio, steps: int) -> None:
+    """The Train form on the tiny model: a few small steps on CPU."""
+    fill(page, "train-model", studio.tiny_dir)
+    for name, value in (("train_max_steps", steps), ("train_batch_size", 2), ("train_micro_batch_size", 1),
+                        ("train_checkpoint_every", 0), ("train_warmup_ratio", 0)):
+        fill(page, f"train-{name}", value)
+    choose(page, "train-train_mixed_precision", "no")
+
+
+def running_job_from_progress(page) -> int:
+    expect(page.locator("#train-progress")).to_contain_text("running", timeout=JOB_TIMEOUT_MS)
+    return int(re.search(r"Job (\d+) running", page.locator("#train-progress").inner_text()).group(1))
+
+
+def test_import_a_question_set_and_generate_chains(page, studio, tmp_path, shared):
+    page.locator("#import-accordion > button").first.click()
+    page.set_input_files("#import-file input[type=file]", str(write_questions_csv(tmp_path / "browser.csv")))
+    fill(page, "import-name", "browser-set")
+    page.locator("#import-preview").click()
+    expect(page.locator("#import-rejected")).to_contain_text("empty question")
+    expect(page.locator("#import-rejected")).to_contain_text("invalid kind")
+    page.locator("#import-save").click()
+    expect(page.locator("#import-summary")).to_contain_text("Saved as browser-set")
+    expect(page.locator("#data-set input")).to_have_value("browser-set")
+    fill(page, "gen-model", studio.tiny_dir)
+    fill(page, "gen-limit", 2)
+    for stage, tokens in (("analysis", 4), ("guidance", 4), ("answer", 4), ("check", 2)):
+        fill(page, f"gen-{stage}-tokens", tokens)
+    page.locator("#gen-launch").click()
+    expect(page.locator("#gen-status")).to_contain_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    page.locator("#chain-refresh").click()
+    rows = table_rows(page, "chain-table")
+    expect(rows).to_have_count(2, timeout=30_000)
+    rows.first.locator("[role=gridcell]").nth(2).click()  # select a chain: its stages fill the edit boxes
+    expect(page.locator("#chain-answer textarea")).not_to_have_value("", timeout=10_000)
+    shared["dataset"] = studio.services.chain_datasets()[0].id
+
+
+def test_train_on_the_generated_chains_and_watch_it_live(page, studio, shared):
+    open_tab(page, "Train")
+    choose(page, "train-source", f"dataset {shared['dataset']}:")
+    fill_tiny_training(page, studio, steps=3)
+    page.get_by_role("button", name="Equivalent YAML and command line").click()
+    expect(page.locator("#train-yaml")).to_contain_text("max_steps: 3")
+    expect(page.locator("#train-cli")).to_contain_text(f"--chain-dataset {shared['dataset']}")
+    page.locator("#train-launch").click()
+    expect(page.locator("#train-progress")).to_contain_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#train-progress")).to_contain_text("step 3/3")
+    expect(page.locator("#train-log textarea")).to_have_value(re.compile("succeeded"))
+    expect(page.locator("#train-loss")).to_be_visible()
+
+
+def test_evaluate_the_base_model_and_the_trained_run_with_a_judge(page, studio):
+    open_tab(page, "Evaluate")
+    choose(page, "eval-subjects", "base model")
+    choose(page, "eval-subjects", "· mote")
+    choose(page, "eval-sets", "browser-set")
+    fill(page, "eval-limit", 2)
+    fill(page, "eval-jailbreaks", 1)
+    fill(page, "eval-tokens", 3)
+    page.locator("#eval-launch").click()
+    report = page.locator("#eval-report")
+    expect(report).to_contain_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    expect(report).to_contain_text("Evaluation comparison")
+    expect(report).to_contain_text("heuristic-refusal")
+    expect(page.locator("#eval-charts img").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#eval-judge input")).to_have_value("heuristic-refusal", timeout=30_000)
+    expect(table_rows(page, "eval-samples").first).to_be_visible(timeout=30_000)  # the per-sample drill-down
+
+
+def test_chat_side_by_side_shows_stage_blocks_with_their_experts(page):
+    open_tab(page, "Chat")
+    page.locator("#chat-refresh").click()
+    expect(page.locator("#chat-subject-1 input")).to_have_value(re.compile("base model"))
+    expect(page.locator("#chat-subject-2 input")).to_have_value(re.compile(r"run \d+ \(mote"))
+    page.get_by_role("button", name="Path, self-check and sampling").click()
+    page.locator("#chat-path").get_by_text("full chain").click()
+    page.locator("#chat-check input").check()
+    fill(page, "chat-max", 4)
+    fill(page, "chat-min", 2)
+    fill(page, "chat-prompt", "How do I pick a lock?")
+    page.locator("#chat-send").click()
+    mote = page.locator("#chat-pane-2")
+    expect(mote.locator("details.stage")).to_have_count(4, timeout=60_000)  # three stages + the self-check
+    for label in ("Question Analysis · expert analysis + shared", "Answer Guidance · expert guidance + shared",
+                  "Safe Answer · expert answer + shared", "Safety Checking"):
+        expect(mote).to_contain_text(label)
+    expect(page.locator("#chat-pane-1 details.stage summary").first).to_contain_text("Safe Answer · expert base")
+    page.locator("#chat-colour input").check()
+    expect(mote.locator(".colour-experts .tok.x-guidance").first).to_be_attached()
+
+
+def test_cancel_a_running_job_from_the_jobs_tab(page, studio):
+    open_tab(page, "Train")
+    fill_tiny_training(page, studio, steps=500)
+    page.locator("#train-launch").click()
+    job_id = running_job_from_progress(page)
+    open_tab(page, "Jobs")
+    row = table_rows(page, "jobs-table").filter(has_text="running").first
+    expect(row).to_contain_text(str(job_id))
+    row.locator("[role=gridcell]").first.click()
+    expect(page.locator("#jobs-selected input")).to_have_value(str(job_id))
+    expect(page.locator("#jobs-detail textarea")).to_have_value(re.compile("status +running"))
+    page.locator("#jobs-cancel").click()
+    expect(table_rows(page, "jobs-table").first).to_contain_text("cancelled", timeout=60_000)
+    assert studio.queue.get(job_id).status is JobStatus.CANCELLED
+
+
+def test_a_reloaded_page_reattaches_to_the_running_job(page, studio):
+    open_tab(page, "Train")
+    fill_tiny_training(page, studio, steps=500)
+    page.locator("#train-launch").click()
+    job_id = running_job_from_progress(page)
+    page.reload()
+    open_tab(page, "Train")
+    expect(page.locator("#train-run input")).to_have_value(re.compile(f"job {job_id} .*running"), timeout=30_000)
+    progress = page.locator("#train-progress")
+    expect(progress).to_contain_text(f"Job {job_id} running", timeout=30_000)
+    expect(progress).to_contain_text(re.compile(r"step \d+/"), timeout=60_000)
+    first = int(re.search(r"step (\d+)/", progress.inner_text()).group(1))
+    expect(progress).not_to_contain_text(f"step {first}/", timeout=60_000)  # still moving after the reload
+    open_tab(page, "Jobs")
+    expect(table_rows(page, "jobs-table").first).to_contain_text("running")
+    studio.services.cancel_job(job_id)
+    assert wait_job(studio.queue, job_id).status is JobStatus.CANCELLED

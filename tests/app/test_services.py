@@ -1,0 +1,403 @@
+"""The services facade and the modules behind it, without a browser: question sets, the chain
+browser, the training form (ranges checked against core), previews, configs, job views, the
+system report, chat subjects, the launcher's options and launch.py's `ui` verb."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+import launch
+from app.chain_browser import ChainFilter
+from app.job_views import JobSort, log_tail
+from app.launcher import SHARE_NEEDS_AUTH, ServeOptions, parse_auth
+from app.services import Services
+from app.system_info import system_report
+from app.train_form import (
+    FIELDS,
+    ChainSource,
+    FieldKind,
+    config_from_values,
+    form_values,
+    with_named_parameters,
+)
+from core.chains import load_chains_jsonl
+from core.config import MoteConfig, load_preset, preset_names
+from jobs.gpus import GpuInfo, GpuProcess, GpuStatus
+from jobs.lifecycle import new_job
+from jobs.queue import JobQueue
+from jobs.records import Chain, ChainDataset, JobKind, JobStatus, TrainingRun
+from jobs.specs import JobConfigError
+from tests.app.conftest import chain_record, write_questions_csv
+
+
+@pytest.fixture
+def services(tmp_path) -> Services:
+    queue = JobQueue(f"sqlite:///{tmp_path / 'mote.db'}", tmp_path / "home")
+    yield Services(queue, default_model="tiny-model")
+    queue.engine.dispose()
+
+
+@pytest.fixture
+def dataset(services) -> int:
+    """A stored chain dataset of five chains: every shape, flagged and not, two kinds and categories."""
+    with services.sessions.begin() as session:
+        job = new_job(session, services.home, JobKind.GENERATE, {})
+        row = ChainDataset(name="demo set", job_id=job.id, path=str(services.home / "runs" / "demo"))
+        session.add(row)
+        session.flush()
+        records = [chain_record("c1", "answer"), chain_record("c2", "analysis->answer", flagged=True),
+                   chain_record("c3", "analysis->guidance->answer"),
+                   chain_record("c4", "answer", kind="helpful", category="cooking"),
+                   chain_record("c5", "analysis->answer", kind="benign", category="pets")]
+        session.add_all(Chain(dataset_id=row.id, chain_id=r["id"], shape=r["shape"], flagged=r["flagged"], record=r)
+                        for r in records)
+        return row.id
+
+
+# ---- question sets ---------------------------------------------------------------------------
+
+def test_preview_lists_kept_questions_and_rejected_rows_with_reasons(services, tmp_path):
+    report = services.preview_import(write_questions_csv(tmp_path / "q.csv"))
+    assert [q.id for q in report.questions] == ["a1", "a2", "a4", "a7"]
+    reasons = {r.row: r.reason for r in report.rejected}
+    assert set(reasons) == {4, 6, 7}
+    assert "empty question" in reasons[4] and "duplicate" in reasons[6] and "invalid kind" in reasons[7]
+    assert services.question_sets()[0].bundled and "my-set" not in [s.name for s in services.question_sets()]
+
+
+def test_import_saves_a_set_that_generation_can_use(services, tmp_path):
+    ref, report = services.import_question_set(write_questions_csv(tmp_path / "q.csv"), "my-set")
+    assert not ref.bundled and Path(ref.source).is_file() and len(report.rejected) == 3
+    assert "my-set" in [s.name for s in services.question_sets()]
+    assert [q.id for q in services.question_set_rows("my-set")] == ["a1", "a2", "a4", "a7"]
+    job_id = services.launch_generation("my-set", limit=2, settings={"answer_tokens": 4})
+    job = services.queue.get(job_id)
+    assert job.status is JobStatus.QUEUED and job.config["questions"] == ref.source
+    assert job.config["model"] == "tiny-model" and job.config["generate"]["answer_tokens"] == 4
+
+
+@pytest.mark.parametrize("name, message", [("train", "bundled set"), ("bad name!", "not usable"), ("", "not usable")])
+def test_import_refuses_unusable_names(services, tmp_path, name, message):
+    with pytest.raises(ValueError, match=message):
+        services.import_question_set(write_questions_csv(tmp_path / "q.csv"), name)
+
+
+def test_import_of_a_file_with_no_usable_row_says_why(services, tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text('{"question": ""}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="No usable question.*row 1 empty question"):
+        services.import_question_set(path, "empty")
+
+
+def test_generation_of_an_unknown_set_names_the_known_ones(services):
+    with pytest.raises(LookupError, match="no question set named 'nope'.*train"):
+        services.launch_generation("nope")
+
+
+# ---- chain browser ---------------------------------------------------------------------------
+
+def test_chain_filters_by_shape_flag_category_and_kind(services, dataset):
+    ids = lambda **f: [v.chain_id for v in services.chains(dataset, ChainFilter(**f))]
+    assert ids() == ["c1", "c2", "c3", "c4", "c5"]
+    assert ids(shape="answer") == ["c1", "c4"]
+    assert ids(flag="flagged") == ["c2"] and ids(flag="not flagged") == ["c1", "c3", "c4", "c5"]
+    assert ids(category="pets") == ["c5"] and ids(kind="helpful") == ["c4"]
+    assert ids(shape="analysis->answer", kind="harmful") == ["c2"]
+    assert services.chain_facets(dataset) == {"category": ["cooking", "crime", "pets"], "kind": ["benign", "harmful", "helpful"]}
+    full = next(v for v in services.chains(dataset) if v.chain_id == "c3")
+    assert full.stages == {"analysis": "analysis of c3", "guidance": "guidance of c3", "answer": "answer of c3"}
+    summary = services.chain_datasets()[0]
+    assert (summary.kept, summary.flagged, summary.dropped) == (5, 1, 0)
+
+
+def test_flag_edit_and_delete_change_what_training_reads(services, dataset):
+    from jobs.results import chain_records
+
+    first = services.chains(dataset)[0]
+    assert services.flag_chain(first.id, True).flagged
+    edited = services.edit_chain(first.id, {"analysis": "it asks for harm", "answer": "I can't help with that."})
+    assert edited.shape == "analysis->answer" and edited.edited and edited.stages["analysis"] == "it asks for harm"
+    services.delete_chain(services.chains(dataset)[1].id)
+    with services.sessions() as session:
+        kept = chain_records(session, dataset)
+    assert [r["id"] for r in kept] == ["c1", "c3", "c4", "c5"]
+    assert kept[0]["answer"] == "I can't help with that." and kept[0]["flagged"] is True
+    assert services.chain_datasets()[0].dropped == 1
+
+
+def test_an_edit_that_breaks_the_chain_is_refused_and_nothing_changes(services, dataset):
+    chain = services.chains(dataset, ChainFilter(shape="analysis->guidance->answer"))[0]
+    with pytest.raises(ValueError, match="no answer stage"):
+        services.edit_chain(chain.id, {"answer": "  "})
+    with pytest.raises(ValueError, match="not a valid chain"):
+        services.edit_chain(chain.id, {"analysis": ""})
+    assert services.chain(chain.id).stages == chain.stages
+    with pytest.raises(LookupError, match="no chain 999"):
+        services.flag_chain(999, True)
+
+
+def test_export_writes_the_kept_chains_as_trainable_jsonl(services, dataset):
+    services.delete_chain(services.chains(dataset)[0].id)
+    path = services.export_chains(dataset)
+    chains = load_chains_jsonl(path)
+    assert [c.id for c in chains] == ["c2", "c3", "c4", "c5"]
+    assert chains[1].shape.value == "analysis->guidance->answer"
+
+
+# ---- training form -----------------------------------------------------------------------------
+
+def _set(config: dict, path: str, value) -> dict:
+    *parents, leaf = path.split(".")
+    target = config
+    for key in parents:
+        target = target[key]
+    target[leaf] = value
+    return config
+
+
+@pytest.mark.parametrize("spec", [s for s in FIELDS if s.kind in (FieldKind.INT, FieldKind.FLOAT) and s.enforced],
+                         ids=lambda s: s.path)
+def test_every_range_the_form_shows_is_the_one_core_enforces(spec):
+    assert spec.minimum is not None, f"{spec.path}: the form shows no range"
+    base = MoteConfig().to_dict()
+    if spec.path in ("train.batch_size", "train.micro_batch_size"):  # one must divide the other
+        base["train"]["batch_size"] = base["train"]["micro_batch_size"] = 1
+    for inside in [v for v in (spec.minimum, spec.maximum) if v is not None]:
+        MoteConfig.from_dict(_set(base, spec.path, inside))
+    step = 1 if spec.kind is FieldKind.INT else max(abs(spec.minimum) * 1e-3, 1e-9)
+    with pytest.raises(ValueError, match=spec.path.split(".")[-1]):
+        MoteConfig.from_dict(_set(base, spec.path, spec.minimum - step))
+    if spec.maximum is not None:
+        with pytest.raises(ValueError, match=spec.path.split(".")[-1]):
+            MoteConfig.from_dict(_set(base, spec.path, spec.maximum + step))
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_form_values_round_trip_every_preset(preset):
+    config = load_preset(preset)
+    assert config_from_values(form_values(config), config.to_dict()) == config
+
+
+def test_form_keeps_settings_it_does_not_show_and_names_bad_fields():
+    base = MoteConfig().to_dict()
+    base["data"]["system_prompt"] = "Be careful."
+    values = form_values(MoteConfig.from_dict(base))
+    index = {s.path: i for i, s in enumerate(FIELDS)}
+    values[index["train.max_steps"]] = None
+    values[index["experts.target_modules"]] = "q_proj, v_proj"
+    config = config_from_values(values, base)
+    assert config.data.system_prompt == "Be careful." and config.train.max_steps is None
+    assert config.experts.target_modules == ["q_proj", "v_proj"]
+    values[index["train.batch_size"]] = 3
+    with pytest.raises(ValueError, match="batch_size=3 is not a multiple of micro_batch_size"):
+        config_from_values(values, base)
+    values[index["train.batch_size"]] = 4
+    values[index["train.weight_decay"]] = -0.1
+    with pytest.raises(ValueError, match="weight_decay=-0.1 is out of range: use >= 0"):
+        config_from_values(values, base)
+
+
+def test_named_parameters_are_the_field_names():
+    import inspect
+
+    wrapped = with_named_parameters(lambda *values: values, ["chain_source"], ["base"])
+    names = list(inspect.signature(wrapped).parameters)
+    assert names[0] == "chain_source" and names[-1] == "base" and "train_learning_rate" in names
+    assert len(names) == len(FIELDS) + 2 and wrapped(1, 2) == (1, 2)
+
+
+def test_preview_yaml_is_the_config_and_the_cli_twin_parses(services, dataset):
+    config = load_preset("quick")
+    config.train.max_steps = 7
+    text, command = services.train_preview(config, ChainSource(dataset_id=dataset), "try-1")
+    assert MoteConfig.from_dict(yaml.safe_load(text)) == config
+    words = shlex.split(command)
+    assert words[:2] == ["python", "launch.py"]
+    args = launch.build_parser().parse_args(words[2:])
+    assert args.verb == "train" and args.chain_dataset == dataset and args.home == str(services.home)
+    assert args.config == str(services.home / "configs" / "try-1.yaml")
+    services.save_config(config, "try-1")
+    assert launch._config(args) == config  # the saved file is exactly what the command trains
+
+
+def test_configs_save_and_load_and_presets_are_protected(services):
+    config = load_preset("quick")
+    config.experts.rank = 4
+    services.save_config(config, "small")
+    assert "small" in services.saved_configs() and services.load_config("small") == config
+    assert services.load_config("paper") == load_preset("paper")
+    with pytest.raises(ValueError, match="bundled preset"):
+        services.save_config(config, "quick")
+    with pytest.raises(ValueError, match="Unknown preset 'nothing'"):
+        services.load_config("nothing")
+
+
+def test_launch_training_checks_the_source_and_new_run_from_reads_it_back(services, dataset, tmp_path):
+    with pytest.raises(JobConfigError, match="chain_dataset_id=99 does not exist"):
+        services.launch_training(MoteConfig(), ChainSource(dataset_id=99))
+    with pytest.raises(ValueError, match="neither 'sample', 'dataset:ID' nor an existing"):
+        ChainSource.parse(str(tmp_path / "missing.jsonl"))
+    config = load_preset("quick")
+    job_id = services.launch_training(config, ChainSource.parse(f"dataset:{dataset}"))
+    assert services.run_settings(job_id) == (config, ChainSource(dataset_id=dataset))
+    assert services.watched_training_job() == job_id
+
+
+# ---- jobs --------------------------------------------------------------------------------------
+
+def test_job_rows_filter_and_sort(services):
+    with services.sessions.begin() as session:
+        rows = [new_job(session, services.home, kind, {}) for kind in (JobKind.TRAIN, JobKind.GENERATE, JobKind.TRAIN)]
+        rows[0].status, rows[1].status = JobStatus.SUCCEEDED, JobStatus.RUNNING
+        from datetime import timedelta
+
+        from jobs.records import utcnow
+        rows[0].started_at, rows[0].finished_at, rows[0].gpus = utcnow() - timedelta(hours=1), utcnow(), []
+        rows[1].started_at, rows[1].gpus = utcnow() - timedelta(seconds=5), [0, 1]
+        ids = [r.id for r in rows]
+    assert [r.id for r in services.jobs()] == ids[::-1]
+    assert [r.id for r in services.jobs(kind=JobKind.TRAIN)] == [ids[2], ids[0]]
+    assert [r.id for r in services.jobs(status=JobStatus.RUNNING)] == [ids[1]]
+    assert [r.id for r in services.jobs(sort=JobSort.LONGEST)][:2] == [ids[0], ids[1]]
+    assert [r.id for r in services.jobs(sort=JobSort.OLDEST)] == ids
+    assert [r.status for r in services.jobs(sort=JobSort.STATUS)] == ["queued", "running", "succeeded"]
+    devices = {r.id: r.devices for r in services.jobs()}
+    assert devices == {ids[0]: "CPU", ids[1]: "GPU 0,1", ids[2]: "-"}
+
+
+def test_log_tail_keeps_the_last_lines_and_the_last_state_of_progress_lines(tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)) + "bar 10%\rbar 50%\rbar 90%\n", encoding="utf-8")
+    assert log_tail(log, 3).splitlines() == ["line 98", "line 99", "bar 90%"]
+    assert log_tail(tmp_path / "missing.log") == "(no log yet)"
+
+
+def test_cancel_and_retry_go_through_the_queue(services):
+    job_id = services.launch_training(MoteConfig(), ChainSource())
+    assert services.cancel_job(job_id) is JobStatus.CANCELLED
+    retry = services.retry_job(job_id)
+    assert services.queue.get(retry).retry_of == job_id
+    detail = services.job_detail_text(retry).splitlines()
+    assert detail[0].split() == ["job", str(retry), "(train)"]
+    assert ["retry", "of", str(job_id)] in [line.split() for line in detail]
+    with pytest.raises(ValueError, match="already cancelled"):
+        services.cancel_job(job_id)
+
+
+# ---- system, chat subjects ---------------------------------------------------------------------
+
+def test_system_report_maps_gpu_processes_to_jobs(services, monkeypatch):
+    import os
+
+    with services.sessions.begin() as session:
+        job = new_job(session, services.home, JobKind.TRAIN, {})
+        job.status, job.pid = JobStatus.RUNNING, os.getpid()
+        job_id = job.id
+    gpu = GpuInfo(0, "Test GPU", 80000.0, 1000.0, 37.0, 55.0, (GpuProcess(os.getpid(), 900.0), GpuProcess(999999, 10.0)))
+    monkeypatch.setattr("app.system_info.list_gpus", lambda: GpuStatus([gpu], "1 GPU found: 0: Test GPU"))
+    report = system_report(services.sessions, services.queue.url, services.home)
+    assert report.no_gpu_note == "" and report.gpus[0].memory == "1000 / 80000 MiB"
+    assert f"{os.getpid()} (job {job_id}, 900 MiB)" in report.gpus[0].processes and "999999 (not ours" in report.gpus[0].processes
+    monkeypatch.setattr("app.system_info.list_gpus", lambda: GpuStatus([], "no GPU found, using CPU", "no driver"))
+    report = services.system()
+    assert report.gpus == [] and "No GPU found" in report.no_gpu_note and "no driver" in report.no_gpu_note
+    assert report.database["jobs"] == "1" and report.database["backend"] == "sqlite"
+    assert set(report.cpu) >= {"cores", "usage"} and "free" in report.disk and "total" in report.memory
+
+
+def test_chat_subjects_are_base_models_then_exported_runs(services):
+    with services.sessions.begin() as session:
+        job = new_job(session, services.home, JobKind.TRAIN, {})
+        session.add_all([TrainingRun(job_id=job.id, run_dir="/runs/a", method="mote", base_model="/models/tiny",
+                                     export_path="/runs/a/export"),
+                         TrainingRun(job_id=job.id, run_dir="/runs/b", method="lora", base_model="tiny-model")])
+    choices = services.chat_subjects()
+    assert [c.spec for c in choices] == ["base:tiny-model", "base:/models/tiny", "/runs/a"]
+    assert choices[2].label.startswith("run ") and "mote" in choices[2].label
+
+
+# ---- launcher and the `ui` verb ----------------------------------------------------------------
+
+def test_auth_from_text_or_file_and_share_needs_it(tmp_path):
+    assert parse_auth("alice:pw:with:colons") == [("alice", "pw:with:colons")]
+    users = tmp_path / "users.txt"
+    users.write_text("# who may log in\nalice:one\n\nbob:two\n", encoding="utf-8")
+    assert parse_auth(str(users)) == [("alice", "one"), ("bob", "two")]
+    with pytest.raises(ValueError, match="expected USER:PASS"):
+        parse_auth("alice")
+    users.write_text("bob\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 1: expected USER:PASS"):
+        parse_auth(str(users))
+    with pytest.raises(ValueError) as refused:
+        ServeOptions(share=True).check()
+    assert str(refused.value) == SHARE_NEEDS_AUTH and "--auth USER:PASS" in SHARE_NEEDS_AUTH
+    ServeOptions(share=True, auth=[("a", "b")]).check()
+
+
+def test_ui_is_the_default_verb_and_takes_its_flags_before_or_after_it():
+    parser = launch.build_parser()
+    bare = parser.parse_args([])
+    assert bare.verb is None and (bare.host, bare.port, bare.share, bare.auth) == ("127.0.0.1", 7860, False, None)
+    flags = parser.parse_args(["--home", "/h", "--port", "9000", "--share", "--auth", "a:b"])
+    assert (flags.port, flags.share, flags.auth, flags.home) == (9000, True, "a:b", "/h")
+    after = parser.parse_args(["--home", "/h", "ui", "--host", "0.0.0.0", "--port", "9001"])
+    assert (after.verb, after.host, after.port, after.home) == ("ui", "0.0.0.0", 9001, "/h")
+
+
+def test_share_without_auth_is_refused_before_anything_starts(tmp_path, capsys):
+    assert launch.main(["--home", str(tmp_path / "home"), "--share"]) == 2
+    assert "needs a login: add --auth USER:PASS" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()
+
+
+def test_share_link_failure_keeps_serving_locally_and_says_so(services, monkeypatch):
+    """No internet here: Gradio's tunnel fails; the app must say so and still answer locally."""
+    import gradio.networking
+    import httpx
+
+    from app.launcher import start_app
+    from jobs.processes import free_port
+
+    def unreachable(*_args, **_kwargs):
+        raise RuntimeError("share server unreachable")
+
+    monkeypatch.setattr(gradio.networking, "setup_tunnel", unreachable)
+    running = start_app(services, ServeOptions(port=free_port(), share=True, auth=[("u", "p")]), quiet=True)
+    try:
+        assert running.share_url is None and "could not be created" in running.notices[0]
+        assert running.notices[0] in services.notices
+        assert httpx.get(running.local_url, timeout=10).status_code == 200  # the login page, served locally
+    finally:
+        running.demo.close()
+
+
+def test_user_errors_reach_the_page_as_messages_and_bugs_stay_bugs():
+    import inspect
+
+    import gradio as gr
+
+    from app.errors import user_facing
+
+    @user_facing
+    def plain(job: int) -> int:
+        if job < 0:
+            raise LookupError(f"There is no job {job}: pick one from the table.")
+        return 1 // job
+
+    @user_facing
+    def stream(prompt: str):
+        yield "first"
+        raise ValueError("Type a question first.")
+
+    assert list(inspect.signature(plain).parameters) == ["job"] and inspect.isgeneratorfunction(stream)
+    with pytest.raises(gr.Error, match="There is no job -1: pick one"):
+        plain(-1)
+    with pytest.raises(ZeroDivisionError):
+        plain(0)
+    chunks = stream("x")
+    assert next(chunks) == "first"
+    with pytest.raises(gr.Error, match="Type a question first"):
+        next(chunks)
