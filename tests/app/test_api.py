@@ -18,7 +18,8 @@ ENDPOINTS = {"/question_set", "/preview_import", "/import_questions", "/generate
              "/chain_datasets", "/browse_chains", "/show_chain", "/flag_chain", "/edit_chain", "/delete_chain",
              "/export_chains", "/load_config", "/preview_config", "/save_config", "/train", "/training_runs",
              "/training_status", "/new_run_from", "/chat_subjects", "/chat", "/jobs", "/job_detail", "/cancel_job",
-             "/retry_job", "/system"}
+             "/retry_job", "/system", "/evaluation_choices", "/evaluate", "/quick_pipeline", "/evaluation_result",
+             "/evaluation_samples", "/compare_runs"}
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +91,7 @@ def test_generate_then_browse_flag_edit_delete_export(client, studio, shared):
     table, *_ = client.predict(dataset, "analysis->answer", "any", "any", "any", api_name="/browse_chains")
     edited = next(c for c in rows(table) if c[0] == first)
     assert edited[7:10] == ["a fixed analysis", "", "a fixed answer"] and edited[11] == "yes"
+    assert edited[3] != chains[0][3]  # /flag_chain toggled the flag
     with pytest.raises(AppError, match="no answer stage"):
         client.predict(first, "", "", "", api_name="/edit_chain")
     client.predict(chains[1][0], api_name="/delete_chain")
@@ -134,6 +136,31 @@ def test_chat_streams_stage_blocks_side_by_side(client, studio, shared):
     assert "Safety Checking" in second and "verdict:" in second and "Choose a model" in third
     with pytest.raises(AppError, match="Type a question first"):
         client.predict(2, subjects[0], None, None, " ", "full chain", 0.0, 1.0, 0, 4, 2, None, False, False, api_name="/chat")
+
+
+def test_evaluate_results_drilldown_compare_and_quick_pipeline(client, studio, shared):
+    subjects, sets, _jobs, runs = client.predict(api_name="/evaluation_choices")
+    specs = [spec for _, spec in subjects["choices"]]
+    assert specs[0] == f"base:{studio.tiny_dir}" and f"job:{shared['train']}" in specs
+    assert sets["choices"][0][0].startswith("eval_") and [r[1] for r in runs["choices"]] == [shared["train"]]
+    judges = ["heuristic refusal detector"]
+    with pytest.raises(AppError, match="Pick at least one model"):
+        client.predict([], [], 2, 1, 3, judges, "", "", "", "", api_name="/evaluate")
+    picked = value(client.predict([specs[0], f"job:{shared['train']}"], ["eval_harmful"], 2, 1, 3, judges, "", "", "", "",
+                                  api_name="/evaluate"))
+    assert wait_job(studio.queue, picked, timeout=300).status is JobStatus.SUCCEEDED
+    report, charts, judge = client.predict(picked, None, api_name="/evaluation_result")
+    assert "Evaluation comparison" in report and "heuristic-refusal" in report and charts
+    assert value(judge) == "heuristic-refusal"
+    samples = client.predict(picked, "heuristic-refusal", api_name="/evaluation_samples")
+    assert len(rows(samples)) == 2 * (2 + 15)  # 2 subjects x (2 questions + 1 question in 15 wrappers)
+    _curves, diff = client.predict([shared["train"]], api_name="/compare_runs")
+    assert "two or more" in diff
+    note = client.predict(api_name="/quick_pipeline")
+    pipeline = int(note.split("job ")[1].split(":")[0])
+    assert studio.queue.get(pipeline).config["methods"] == ["mote", "lora"]
+    client.predict(pipeline, api_name="/cancel_job")
+    assert wait_job(studio.queue, pipeline).status is JobStatus.CANCELLED
 
 
 def test_jobs_table_detail_cancel_and_retry(client, studio, shared):
