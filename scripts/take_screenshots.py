@@ -5,7 +5,7 @@
 It starts the app on a free loopback port over a fresh data directory (or --home), then, through
 the browser as a user would: imports a question set (with rejected rows), generates chains with
 the model, trains MoTE and a LoRA baseline on them, chats with base / MoTE / baseline side by side,
-starts a long run to show it in the Jobs tab (then cancels it) and opens the System tab. With the
+evaluates base / MoTE / LoRA with the heuristic judge, starts a long run to show it in the Jobs tab (then cancels it) and opens the System tab. With the
 bundled model on 2 CPU cores it takes about 10 minutes (the model is converted once, ~30 s).
 Needs Debian's chromium (`apt-get install -y chromium`) and the `playwright` Python package.
 """
@@ -44,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="where the PNG files go")
     parser.add_argument("--steps", type=int, default=8, help="optimizer steps of each training run")
     parser.add_argument("--questions", type=int, default=3, help="questions to generate chains for")
+    parser.add_argument("--db", help="database URL (default: HOME/mote.db)")
+    parser.add_argument("--only-evaluate", action="store_true",
+                        help="only the Evaluate tab, showing the newest evaluate job of --home/--db (e.g. a study's)")
     return parser.parse_args()
 
 
@@ -141,12 +144,35 @@ def chat_tab(d: Driver, out: Path) -> None:
     d.shot(out, "chat")
 
 
+def evaluate_tab(d: Driver, out: Path, launch: bool = True) -> None:
+    """Evaluate base / MoTE / LoRA with the heuristic judge (or, without `launch`, show the newest
+    evaluate job already in the database, e.g. a study's) and open the per-sample drill-down."""
+    d.tab("Evaluate")
+    if launch:
+        for option in ("base model", "· mote", "· lora"):
+            d.choose("eval-subjects", option)
+        d.fill("eval-limit", 2)
+        d.fill("eval-jailbreaks", 1)
+        d.fill("eval-tokens", 24)
+        d.click("eval-launch")
+    else:
+        d.page.locator("#eval-job input").click()
+        d.page.locator("li[role=option]").first.click()
+    d.wait_text("eval-report", "Evaluation comparison")
+    d.expect(d.page.locator("#eval-samples [role=row].virtual-row").first).to_be_visible(timeout=60_000)
+    d.shot(out, "evaluate")
+
+
 def take_all(d: Driver, home: Path, args: argparse.Namespace, out: Path) -> None:
+    if args.only_evaluate:
+        evaluate_tab(d, out, launch=False)
+        return
     data_tab(d, home, args, out)
     train(d, args, "lora", args.steps)
     train(d, args, "mote", args.steps)
     d.page.get_by_role("button", name="Equivalent YAML and command line").click()
     d.shot(out, "train")
+    evaluate_tab(d, out)
     chat_tab(d, out)
     train(d, args, "mote", 2000, wait=False)
     d.tab("Jobs")
@@ -175,7 +201,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="mote-screens-"))
-    queue = JobQueue(home=home, tick_seconds=0.5)
+    queue = JobQueue(args.db, home=home, tick_seconds=0.5)
     queue.start()
     services = Services(queue, default_model=args.model)
     running = start_app(services, ServeOptions(port=free_port()), quiet=True)
@@ -195,7 +221,7 @@ def main() -> int:
             browser.close()
     finally:
         running.demo.close()
-        for job in services.jobs():
+        for job in [] if args.only_evaluate else services.jobs():  # never touch another run's jobs
             if job.status in ("queued", "running"):
                 services.cancel_job(job.id)
         queue.shutdown()
