@@ -38,12 +38,16 @@ def subject_source(session: Session, subject: SubjectSpec) -> tuple[str, int | N
     return run.run_dir, run.id
 
 
-def evaluation_row(session: Session, job_id: int, subject: SubjectSpec, run_id: int | None, spec: EvaluateSpec) -> int:
-    """The Evaluation row of (root job, subject); a retried job finds the one it started."""
+def evaluation_row(session: Session, job_id: int, subject: SubjectSpec, run_id: int | None, spec: EvaluateSpec,
+                   rubrics: dict[str, Any] | None = None) -> int:
+    """The Evaluation row of (root job, subject); a retried job finds the one it started.
+    `rubrics` records each LLM judge's rubric versions and hashes, so a score can be traced to
+    the exact prompt that produced it."""
     row = session.scalars(select(Evaluation).where(Evaluation.job_id == job_id, Evaluation.subject == subject.label)).first()
     if row is None:
         row = Evaluation(job_id=job_id, run_id=run_id, subject=subject.label, run_config=subject.snapshot(),
-                         question_sets=list(spec.settings.get("sets") or []), judge_config={"judges": spec.judges})
+                         question_sets=list(spec.settings.get("sets") or []),
+                         judge_config={"judges": spec.judges, "rubrics": rubrics or {}})
         session.add(row)
         session.flush()
     return row.id
@@ -116,7 +120,9 @@ def run_evaluate(ctx: Any) -> Any:
     with ctx.sessions.begin() as session:
         root = root_job_id(session, ctx.job.id)
         sources = [(subject, *subject_source(session, subject)) for subject in spec.subjects]
-        stores = {s.label: AnswerStore(ctx.sessions, evaluation_row(session, root, s, run_id, spec)) for s, _, run_id in sources}
+        rubrics = {j.id: j.rubric_versions for j in judges if hasattr(j, "rubric_versions")}
+        stores = {s.label: AnswerStore(ctx.sessions, evaluation_row(session, root, s, run_id, spec, rubrics))
+                  for s, _, run_id in sources}
     total = len(plan) * len(sources)
     ctx.say(f"Evaluating {len(sources)} subject(s) on {len(plan)} prompts each with judges {[j.id for j in judges]}")
     for position, (subject, source, _) in enumerate(sources):

@@ -55,6 +55,8 @@ def test_a_study_trains_evaluates_and_compares_with_two_judges(make_queue, db_ur
         answers = session.scalar(select(func.count()).select_from(EvalAnswer))
         judgements = list(session.scalars(select(Judgement)))
     assert set(rows) == {"base", "mote", "lora"}
+    rubrics = rows["mote"].judge_config["rubrics"]  # the exact rubric texts behind the LLM scores
+    assert set(next(iter(rubrics.values()))) == {"safety", "helpfulness", "refusal"}
     assert answers == 3 * (4 + 3)  # 4 plain prompts + 1 harmful prompt in 3 wrappers, per subject
     assert all(j.raw_output for j in judgements)  # the raw output is stored with every score
     llm = [j for j in judgements if j.judge.startswith("llm:")]
