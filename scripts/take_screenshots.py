@@ -215,8 +215,11 @@ def main() -> int:
             try:
                 take_all(d, home, args, out)
             except Exception:
-                d.page.screenshot(path=str(out / "failure.png"), full_page=True)
-                print(f"A step failed; the page at that moment is in {out / 'failure.png'}.", file=sys.stderr)
+                try:  # best effort: the browser itself may be what failed
+                    d.page.screenshot(path=str(out / "failure.png"), full_page=True)
+                    print(f"A step failed; the page at that moment is in {out / 'failure.png'}.", file=sys.stderr)
+                except Exception as error:  # noqa: BLE001 - the original error is the one to report
+                    print(f"A step failed, and no screenshot of it could be taken ({error}).", file=sys.stderr)
                 raise
             browser.close()
     finally:
