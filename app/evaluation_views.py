@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.config_reference import flatten_settings
 from jobs.records import Evaluation, Job, JobKind, JobStatus, Metric, TrainingRun
 
 SAMPLE_COLUMNS = ("subject", "sample_id", "kind", "category", "wrapper", "question", "answer")
@@ -100,7 +101,7 @@ def loss_curves(sessions: sessionmaker[Session], job_ids: list[int]) -> list[dic
 def config_diff(sessions: sessionmaker[Session], job_ids: list[int]) -> str:
     """A Markdown table of the settings that differ between training jobs (dotted names)."""
     with sessions() as session:
-        configs = {job_id: _flatten((session.get(Job, job_id).config or {}).get("mote") or {})
+        configs = {job_id: flatten_settings((session.get(Job, job_id).config or {}).get("mote") or {})
                    for job_id in job_ids if session.get(Job, job_id) is not None}
     if len(configs) < 2:
         return "Pick two or more training jobs to compare their settings."
@@ -112,13 +113,3 @@ def config_diff(sessions: sessionmaker[Session], job_ids: list[int]) -> str:
     lines = [header, "|---|" + "---|" * len(configs)]
     lines += [f"| {k} | " + " | ".join(str(c.get(k, "")) for c in configs.values()) + " |" for k in differing]
     return "\n".join(lines)
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

@@ -253,11 +253,12 @@ def render_dataclass(path: str, cls: type) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_settings(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings -> {"train.epochs": 2, ...} (dotted names, as the reference and diffs show them)."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_settings(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -279,10 +280,10 @@ def render_presets() -> str:
              "Settings a preset leaves out keep the default.")
     lines = ["## Presets", "", intro, ""]
     lines += [f"- **{name}**: {_comment_header(PRESETS_DIR / f'{name}.yaml')}" for name in names]
-    written = {name: _flatten(yaml.safe_load((PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8")) or {})
+    written = {name: flatten_settings(yaml.safe_load((PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8")) or {})
                for name in names}
-    resolved = {name: _flatten(load_preset(name).to_dict()) for name in names}  # also validates each preset
-    defaults = _flatten(MoteConfig().to_dict())
+    resolved = {name: flatten_settings(load_preset(name).to_dict()) for name in names}  # also validates each preset
+    defaults = flatten_settings(MoteConfig().to_dict())
     lines += ["", "| Setting | Default | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for key in (k for k in defaults if any(k in written[name] for name in names)):
         cells = [f"`{key}`", f"`{_yaml_value(defaults[key])}`"]
