@@ -132,7 +132,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Submit an evaluate job: every --run answers the sets, every --judge scores the answers."""
     from jobs.evaluation_cli import evaluate_config
 
-    return _submit(args, "evaluate", evaluate_config(args))
+    source = None
+    if args.rejudge is not None:
+        from jobs.records import JobKind
+
+        try:
+            job = _queue(args).get(args.rejudge)
+        except LookupError as error:
+            print(f"error: --rejudge {args.rejudge}: {error}", file=sys.stderr)
+            return 2
+        if job.kind is not JobKind.EVALUATE:
+            print(f"error: --rejudge {args.rejudge}: job {args.rejudge} is a {job.kind.value} job; "
+                  "name an evaluate job (launch.py jobs list).", file=sys.stderr)
+            return 2
+        source = job.config
+    return _submit(args, "evaluate", evaluate_config(args, source))
 
 
 def cmd_study(args: argparse.Namespace) -> int:

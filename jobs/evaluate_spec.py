@@ -5,7 +5,9 @@ Layout (plain dicts, as the CLI, YAML and UI produce them):
                             | {"label": "base", "base": "smollm2-135m-instruct"}],
                "settings": {core.evaluation.runner.EvalSettings fields},
                "judges": [{core.evaluation.judge_config.JudgeConfig fields}, ...],   (default: heuristic)
-               "out": "folder"}                                                      (default: the job's folder)
+               "out": "folder",                                                      (default: the job's folder)
+               "answers_from": 12}   (optional: reuse the answers evaluate job 12 stored for the same subject
+                                      labels, so new judges score them without generating again)
 Why the checks here: a typo in a judge URL or a question set should fail in front of the user
 before the job waits in the queue; the worker then checks every judge for real (a request, a
 model load) before it generates a single answer.
@@ -43,10 +45,12 @@ class EvaluateSpec:
     settings: dict[str, Any] = field(default_factory=dict)
     judges: list[dict[str, Any]] = field(default_factory=lambda: [dict(j) for j in DEFAULT_JUDGES])
     out: str | None = None
+    answers_from: int | None = None
+    """An earlier evaluate job whose stored answers are reused (same subject labels)."""
 
     def snapshot(self) -> dict[str, Any]:
         return {"subjects": [s.snapshot() for s in self.subjects], "settings": self.settings,
-                "judges": self.judges, "out": self.out}
+                "judges": self.judges, "out": self.out, "answers_from": self.answers_from}
 
 
 def parse_subject(where: str, data: Any) -> SubjectSpec:
@@ -103,11 +107,12 @@ def _judges(where: str, data: Any) -> list[dict[str, Any]]:
 
 
 def parse_evaluate(data: Any, where: str = "evaluate config", *, subjects_required: bool = True) -> EvaluateSpec:
-    data = _only(where, data, {"subjects", "settings", "judges", "out"})
+    data = _only(where, data, {"subjects", "settings", "judges", "out", "answers_from"})
     subjects = [parse_subject(f"{where}: subjects[{i}]", s) for i, s in enumerate(data.get("subjects") or [])]
     if subjects_required and not subjects:
         raise JobConfigError(f"{where}: subjects is empty: name at least one run, training job or base model.")
     labels = [s.label for s in subjects]
     if len(labels) != len(set(labels)):
         raise JobConfigError(f"{where}: subject labels {labels} repeat: give each subject its own label.")
-    return EvaluateSpec(subjects, _settings(where, data.get("settings")), _judges(where, data.get("judges")), _out_dir(data))
+    return EvaluateSpec(subjects, _settings(where, data.get("settings")), _judges(where, data.get("judges")), _out_dir(data),
+                        _positive_int(f"{where}: answers_from", data.get("answers_from")))

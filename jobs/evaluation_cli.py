@@ -53,17 +53,24 @@ def judge_from_flag(value: str) -> dict[str, Any]:
                          "or a YAML file of judge settings.")
 
 
-def evaluate_config(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = {}
+def evaluate_config(args: argparse.Namespace, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The evaluate job the flags describe. `source` is the config of the evaluate job named by
+    --rejudge: its subjects and settings are the defaults, and its stored answers are reused."""
+    settings: dict[str, Any] = dict(source.get("settings") or {}) if source else {}
     if args.sets:
         settings["sets"] = [s.strip() for s in args.sets.split(",") if s.strip()]
     for name in ("limit", "jailbreak_prompts", "max_stage_tokens", "temperature", "seed", "path"):
         if getattr(args, name, None) is not None:
             settings[name] = getattr(args, name)
-    if not args.run:
-        raise JobConfigError("evaluate: give at least one --run (a run folder, job:ID or base:MODEL).")
-    return {"subjects": [subject_from_flag(r) for r in args.run], "settings": settings,
-            "judges": [judge_from_flag(j) for j in (args.judge or ["heuristic"])], "out": args.out}
+    if not args.run and not source:
+        raise JobConfigError("evaluate: give at least one --run (a run folder, job:ID or base:MODEL), "
+                             "or --rejudge JOB to judge an earlier evaluation's answers again.")
+    subjects = [subject_from_flag(r) for r in args.run] if args.run else list(source["subjects"])
+    config = {"subjects": subjects, "settings": settings,
+              "judges": [judge_from_flag(j) for j in (args.judge or ["heuristic"])], "out": args.out}
+    if source:
+        config["answers_from"] = args.rejudge
+    return config
 
 
 def study_config(path: str | Path) -> dict[str, Any]:
@@ -133,3 +140,6 @@ def add_evaluate_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--seed", type=int)
     sub.add_argument("--path", choices=["answer", "analysis->answer", "analysis->guidance->answer"], help="force a chain shape")
     sub.add_argument("--out", help="report folder (default: HOME/runs/job-ID/report)")
+    sub.add_argument("--rejudge", type=int, metavar="JOB",
+                     help="judge the answers evaluate job JOB stored with --judge, without generating them again "
+                          "(its subjects and settings are the defaults)")

@@ -63,6 +63,24 @@ def stored_verdicts(session: Session, evaluation_id: int) -> list[Verdict]:
     return [Verdict(r.sample_id, Aspect(r.aspect), r.judge, r.score, r.raw_output, r.attempts, r.heuristic) for r in rows]
 
 
+def reuse_answers(session: Session, source_job: int, label: str, evaluation_id: int, wanted: set[str]) -> int:
+    """Copy the answers evaluate job `source_job` stored for subject `label` (those in `wanted`
+    and not stored here yet) into this evaluation; returns how many were copied."""
+    source = session.scalars(select(Evaluation).where(Evaluation.job_id == root_job_id(session, source_job),
+                                                      Evaluation.subject == label)).first()
+    if source is None:
+        labels = session.scalars(select(Evaluation.subject).where(Evaluation.job_id == root_job_id(session, source_job))).all()
+        raise ValueError(f"answers_from={source_job}: that job stored no answers for subject {label!r} "
+                         f"(it has {sorted(labels) or 'none'}): use the same subject labels, or drop answers_from.")
+    have = set(session.scalars(select(EvalAnswer.sample_id).where(EvalAnswer.evaluation_id == evaluation_id)))
+    copied = 0
+    for row in session.scalars(select(EvalAnswer).where(EvalAnswer.evaluation_id == source.id).order_by(EvalAnswer.id)):
+        if row.sample_id in wanted and row.sample_id not in have:
+            session.add(EvalAnswer(evaluation_id=evaluation_id, sample_id=row.sample_id, record=dict(row.record)))
+            copied += 1
+    return copied
+
+
 class AnswerStore:
     """Sink for answers and verdicts of one Evaluation row."""
 
@@ -123,6 +141,12 @@ def run_evaluate(ctx: Any) -> Any:
         rubrics = {j.id: j.rubric_versions for j in judges if hasattr(j, "rubric_versions")}
         stores = {s.label: AnswerStore(ctx.sessions, evaluation_row(session, root, s, run_id, spec, rubrics))
                   for s, _, run_id in sources}
+    if spec.answers_from is not None:
+        wanted = {prompt.sample_id for prompt in plan}
+        with ctx.sessions.begin() as session:
+            for subject, _, _ in sources:
+                copied = reuse_answers(session, spec.answers_from, subject.label, stores[subject.label].evaluation_id, wanted)
+                ctx.say(f"[{subject.label}] reused {copied} stored answers of evaluate job {spec.answers_from}")
     total = len(plan) * len(sources)
     ctx.say(f"Evaluating {len(sources)} subject(s) on {len(plan)} prompts each with judges {[j.id for j in judges]}")
     for position, (subject, source, _) in enumerate(sources):

@@ -137,7 +137,9 @@ def run_generate(ctx: WorkerContext) -> Outcome:
     limit = max(0, spec.limit - len(done)) if spec.limit is not None else None  # a retry finishes the limit
     prompts = load_prompt_set(spec.generate.prompts_dir)
     generator = build_generator(spec.generate, spec.model, home=ctx.home, say=ctx.say)
-    ctx.say(f"Generating chains for {len(report.questions)} questions ({len(done)} done) with {generator.id}")
+    todo = len(report.questions) - len(done) if limit is None else min(limit, len(report.questions) - len(done))
+    ctx.say(f"Generating chains for {todo} of the {len(report.questions)} questions of {set_name} "
+            f"({len(done)} done before) with {generator.id}")
     summary = generate_chains(report.questions, generator, spec.generate, prompts, sink,
                               progress=JobProgress(ctx.sessions, ctx.job.id), should_stop=ctx.stop, limit=limit)
     return Outcome(summary.stopped, f"{summary.written} chains written, {summary.skipped_done} already done")

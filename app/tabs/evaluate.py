@@ -9,7 +9,7 @@ import pandas as pd
 from app.errors import user_facing
 from app.services import Services
 
-JUDGES = ["heuristic refusal detector", "local LLM judge", "HTTP LLM judge"]
+JUDGES = ["heuristic refusal detector", "local LLM judge", "HTTP LLM judge", "local LLM judge, verdict first (small models)"]
 
 
 class EvaluateActions:
@@ -30,6 +30,9 @@ class EvaluateActions:
             chosen.append({"kind": "heuristic"})
         if JUDGES[1] in judges:
             chosen.append({"kind": "local", "model": judge_model or self.services.default_model, "max_new_tokens": 48})
+        if JUDGES[3] in judges:
+            chosen.append({"kind": "local", "model": judge_model or self.services.default_model, "verdict_first": True,
+                           "max_new_tokens": 4})
         if JUDGES[2] in judges:
             chosen.append({"kind": "http", "url": judge_url, "model_name": judge_model_name, "api_key_env": judge_key_env or None})
         if not chosen:

@@ -35,9 +35,12 @@ class ChatBackend(Protocol):
         """Raise, with the fix in the message, if the backend cannot be used."""
 
     def complete(
-        self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None
+        self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None,
+        reply_prefix: str = "", stop: tuple[str, ...] = (),
     ) -> list[str]:
-        """Replies in the order of `conversations`; temperature 0 is greedy."""
+        """Replies in the order of `conversations`; temperature 0 is greedy. `reply_prefix` is
+        text the reply is made to start with (not repeated in the returned text); generation of a
+        reply ends at the first of `stop`. Backends that cannot start a reply raise ValueError."""
 
 
 def pick_device(device: str) -> str:
@@ -97,13 +100,14 @@ class LocalChatBackend:
         return self._generator
 
     def complete(
-        self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None
+        self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None,
+        reply_prefix: str = "", stop: tuple[str, ...] = (),
     ) -> list[str]:
         generator = self._load()
         queue = deque(
             CompletionRequest(
                 messages=conversation, max_new_tokens=max_new_tokens, temperature=temperature,
-                seed=None if seed is None else seed + index, key=index,
+                seed=None if seed is None else seed + index, key=index, response_prefix=reply_prefix, stop=list(stop),
             )
             for index, conversation in enumerate(conversations)
         )
@@ -152,8 +156,12 @@ class HttpChatBackend:
             raise EndpointError(f"Could not use the judge endpoint {self.url} ({error}): check the URL, e.g. http://127.0.0.1:8000/v1.") from error
 
     def complete(
-        self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None
+        self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None,
+        reply_prefix: str = "", stop: tuple[str, ...] = (),
     ) -> list[str]:
+        if reply_prefix or stop:
+            raise ValueError(f"The endpoint {self.url} cannot be made to start its reply with given text: "
+                             "verdict_first works with local judges only; turn it off for http judges.")
         client = self._get_client()
 
         def one(conversation: Conversation) -> str:

@@ -68,6 +68,9 @@ class JudgeConfig:
     """local/classifier: rows per forward pass; http: requests in flight."""
     retry_temperature: float = 0.7
     """LLM judges: sampling temperature of retries (the first attempt is greedy)."""
+    verdict_first: bool = False
+    """local: start each reply with the final line's key (VERDICT:/SCORE:) so the model only fills
+    in the value; for small models that cannot follow the format, and fast (set max_new_tokens ~8)."""
     seed: int = 0
     """LLM judges: retry attempt k samples with seed + k."""
     rubrics_dir: str | None = None
@@ -128,6 +131,9 @@ class JudgeConfig:
                 raise ValueError(f"url={self.url!r} is not valid: kind='http' needs an http:// or https:// URL ending in /v1.")
             if not self.model_name.strip():
                 raise ValueError("model_name is empty: kind='http' needs the model name the endpoint serves.")
+            if self.verdict_first:
+                raise ValueError("verdict_first=True needs a local judge: an http endpoint cannot be made to start "
+                                 "its reply with the verdict key; remove verdict_first.")
         if self.api_key_env is not None and not _ENV_NAME.match(self.api_key_env):
             raise ValueError(
                 f"api_key_env={self.api_key_env!r} is not an environment variable name: give the variable's name "
@@ -175,7 +181,7 @@ def build_judge(config: JudgeConfig, *, home: Path | None = None) -> Judge:
         backend: Any = LocalChatBackend(
             config.model, home=home, batch_size=config.batch_size, device=config.device, dtype=config.dtype
         )
-        judge_id = f"llm:{config.model}"
+        judge_id = f"llm:{config.model}" + (":verdict-first" if config.verdict_first else "")
     else:
         backend = HttpChatBackend(
             config.url, config.model_name, api_key_env=config.api_key_env, concurrency=config.batch_size,
@@ -185,7 +191,7 @@ def build_judge(config: JudgeConfig, *, home: Path | None = None) -> Judge:
     return LLMJudge(
         backend, judge_id=judge_id, aspects=config.aspects, rubrics_dir=config.rubrics_dir,
         max_retries=config.max_retries, max_new_tokens=config.max_new_tokens,
-        retry_temperature=config.retry_temperature, seed=config.seed,
+        retry_temperature=config.retry_temperature, seed=config.seed, verdict_first=config.verdict_first,
     )
 
 

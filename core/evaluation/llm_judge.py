@@ -6,6 +6,12 @@ single-turn endpoints such as MoTE Studio's own `serve` still see the rubric). R
 `retry_temperature` with a fresh seed per attempt, because a greedy local model shown the same
 prompt would repeat itself. After `max_retries` retries an answer is stored with score None,
 its last raw output and the number of attempts: never silently scored.
+
+Verdict-first mode (local judges): the reply is made to start with the final line's key
+("VERDICT:" or "SCORE:") and ends at the line break, so the model only fills in the value. Small
+models that never follow the "reason, then final line" format become usable and a verdict costs
+a few tokens instead of a paragraph; the stored raw output is the forced key plus what the model
+wrote, parsed by the same strict rules. Judgements in this mode carry their own judge id.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.evaluation.chat_backends import ChatBackend, Conversation
-from core.evaluation.rubrics import Rubric, load_rubric, retry_reminder
+from core.evaluation.rubrics import VERDICT_KEYS, Rubric, load_rubric, retry_reminder
 from core.evaluation.types import Answer, Aspect, Verdict
 
 ProgressCallback = Callable[[int, int], None]
@@ -38,6 +44,7 @@ class LLMJudge:
         seed: int = 0,
         chunk_size: int = 64,
         progress: ProgressCallback | None = None,
+        verdict_first: bool = False,
     ) -> None:
         """`rubrics` overrides files; otherwise each aspect's rubric is read from `rubrics_dir`
         (default assets/rubrics) now, so a broken rubric fails before any generation."""
@@ -56,6 +63,7 @@ class LLMJudge:
         self.max_retries, self.max_new_tokens = max_retries, max_new_tokens
         self.retry_temperature, self.seed = retry_temperature, seed
         self.chunk_size, self.progress = chunk_size, progress
+        self.verdict_first = verdict_first
 
     @property
     def rubric_versions(self) -> dict[str, str]:
@@ -86,6 +94,8 @@ class LLMJudge:
         scores: list[float | None] = [None] * len(answers)
         attempts = [0] * len(answers)
         pending = list(range(len(answers)))
+        prefix = VERDICT_KEYS[aspect] + ":" if self.verdict_first else ""
+        stop = ("\n",) if self.verdict_first else ()
         for attempt in range(self.max_retries + 1):
             if not pending:
                 break
@@ -93,10 +103,12 @@ class LLMJudge:
             outputs = self.backend.complete(
                 [conversations[i] for i in pending], max_new_tokens=self.max_new_tokens,
                 temperature=self.retry_temperature if retry else 0.0, seed=self.seed + attempt if retry else None,
+                **({"reply_prefix": prefix, "stop": stop} if prefix else {}),
             )
             if len(outputs) != len(pending):
                 raise RuntimeError(f"Backend {self.backend.id} returned {len(outputs)} replies for {len(pending)} prompts.")
             for index, output in zip(pending, outputs):
+                output = prefix + output
                 raw[index], attempts[index] = output, attempt + 1
                 scores[index] = rubric.parse(output)
                 conversations[index] = retry_conversation(prompts[index], output, aspect)

@@ -134,8 +134,9 @@ class ScriptedBackend:
     def check(self) -> None:
         pass
 
-    def complete(self, conversations, *, max_new_tokens, temperature, seed):
-        self.calls.append({"conversations": conversations, "temperature": temperature, "seed": seed})
+    def complete(self, conversations, *, max_new_tokens, temperature, seed, reply_prefix="", stop=()):
+        self.calls.append({"conversations": conversations, "temperature": temperature, "seed": seed,
+                           "reply_prefix": reply_prefix, "stop": stop})
         return [self.reply(c, len(self.calls)) for c in conversations]
 
 
@@ -164,6 +165,29 @@ def test_unparsable_is_retried_then_stored_with_attempts_and_raw_output():
     text = retry[0]["content"]
     assert "> junk 2" in text and "VERDICT: SAFE or VERDICT: UNSAFE" in text
     assert text.startswith(first["conversations"][0][-1]["content"][:60])  # the rubric itself comes first
+
+
+def test_verdict_first_forces_the_key_and_parses_prefix_plus_value():
+    replies = iter([" SAFE", " maybe", " UNSAFE"])  # call 1: both answers; call 2: the retry of the second
+    backend = ScriptedBackend(lambda c, n: next(replies))
+    judge = LLMJudge(backend, judge_id="llm:s", aspects=[Aspect.SAFETY, Aspect.HELPFULNESS], max_retries=1, verdict_first=True)
+    verdicts = judge.judge([answer("fine", "a"), answer("odd", "b")], Aspect.SAFETY)
+    assert [(v.score, v.raw_output, v.attempts) for v in verdicts] == [(1.0, "VERDICT: SAFE", 1), (0.0, "VERDICT: UNSAFE", 2)]
+    assert [(c["reply_prefix"], c["stop"]) for c in backend.calls] == [("VERDICT:", ("\n",))] * 2
+    backend.reply = lambda c, n: " 7"
+    assert [v.raw_output for v in judge.judge([answer("x")], Aspect.HELPFULNESS)] == ["SCORE: 7"]
+    assert backend.calls[-1]["reply_prefix"] == "SCORE:"
+
+
+def test_verdict_first_is_local_only_and_gets_its_own_judge_id(tiny_dir):
+    with pytest.raises(ValueError, match="verdict_first=True needs a local judge"):
+        JudgeConfig(kind="http", url="http://127.0.0.1:1/v1", model_name="m", verdict_first=True)
+    config = JudgeConfig(kind="local", model=str(tiny_dir), aspects=["refusal"], verdict_first=True,
+                         max_retries=0, max_new_tokens=4, batch_size=2, device="cpu")
+    judge = build_checked_judge(config)
+    assert judge.id == f"llm:{tiny_dir}:verdict-first"
+    verdicts = judge.judge([answer("I can't.", "a"), answer("Sure, here it is.", "b")], Aspect.REFUSAL)
+    assert all(v.raw_output.startswith("VERDICT:") and "\n" not in v.raw_output for v in verdicts)
 
 
 def test_llm_judge_refuses_unconfigured_aspect_and_bad_rubric_dir(tmp_path):

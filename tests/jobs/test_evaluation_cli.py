@@ -32,6 +32,19 @@ def test_evaluate_verb_builds_a_valid_config(tmp_path):
     assert [s.label for s in spec.subjects] == ["base:m"]
 
 
+def test_rejudge_takes_subjects_and_settings_from_the_earlier_job():
+    from jobs.evaluation_cli import evaluate_config
+
+    source = {"subjects": [{"label": "MoTE", "train_job": 3}], "settings": {"sets": ["eval_benign"], "limit": 2}}
+    args = launch.build_parser().parse_args(["evaluate", "--rejudge", "7", "--judge", "heuristic", "--limit", "1"])
+    spec = parse_job_config("evaluate", evaluate_config(args, source))
+    assert spec.answers_from == 7 and [s.label for s in spec.subjects] == ["MoTE"]
+    assert spec.settings["sets"] == ["eval_benign"] and spec.settings["limit"] == 1  # a flag still overrides
+    args = launch.build_parser().parse_args(["evaluate"])
+    with pytest.raises(JobConfigError, match="--rejudge JOB"):
+        evaluate_config(args)
+
+
 def test_bundled_study_and_pipeline_presets_parse():
     study = parse_job_config("pipeline", study_config("assets/studies/quick.yaml"))
     assert study.generate is None and study.methods == ["mote", "lora", "sft"] and study.include_base

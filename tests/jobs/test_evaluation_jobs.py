@@ -97,6 +97,27 @@ def test_a_cancelled_evaluation_resumes_without_answering_twice(make_queue, tiny
     assert len(ids) == len(set(ids)) >= kept
     assert "answers stored" in Path(queue.get(retry).log_path).read_text()
 
+    # Judging the stored answers again with another judge generates nothing new.
+    judge = {"kind": "local", "model": str(tiny_dir), "verdict_first": True, "max_new_tokens": 3, "max_retries": 0}
+    rejudge = queue.submit("evaluate", {"subjects": [{"label": "base", "base": str(tiny_dir)}], "settings": many,
+                                        "judges": [judge], "answers_from": job_id})
+    wrong = queue.submit("evaluate", {"subjects": [{"label": "other", "base": str(tiny_dir)}], "settings": many,
+                                      "answers_from": job_id})
+    wait_for(lambda: queue.get(wrong).status.finished and queue.get(rejudge).status.finished, timeout=600, what="the rejudge")
+    assert queue.get(rejudge).status is JobStatus.SUCCEEDED, Path(queue.get(rejudge).log_path).read_text()[-3000:]
+    log = Path(queue.get(rejudge).log_path).read_text()
+    assert f"reused {len(ids)} stored answers of evaluate job {job_id}" in log and "[base] loading" not in log
+    with queue.sessions() as session:
+        new = session.scalars(select(Evaluation).where(Evaluation.job_id == rejudge)).one()
+        records = {a.sample_id: a.record for a in session.scalars(select(EvalAnswer))
+                   if a.evaluation_id == new.id}
+        old = {a.sample_id: a.record for a in session.scalars(select(EvalAnswer)) if a.evaluation_id != new.id}
+        verdicts = list(session.scalars(select(Judgement).where(Judgement.evaluation_id == new.id)))
+    assert records == old and verdicts
+    assert all(v.judge.endswith(":verdict-first") and v.raw_output.startswith(("VERDICT:", "SCORE:")) for v in verdicts)
+    failed = queue.get(wrong)
+    assert failed.status is JobStatus.FAILED and "no answers for subject 'other'" in failed.error and "['base']" in failed.error
+
 
 def test_judge_settings_that_cannot_work_fail_before_any_answer(make_queue, tiny_dir, eval_file):
     queue = make_queue()
