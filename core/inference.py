@@ -12,7 +12,7 @@ be chosen; inside a stage, other stages' markers cannot, and an end-of-turn clos
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -92,17 +92,45 @@ def expert_label(mote: MoteModel, stage: Stage) -> str:
     return stage.name.lower() + (" + shared" if mote.layout.shared_expert else "")
 
 
+class Sampler:
+    """Draws a chain's tokens: greedy, or seeded sampling (one generator per chain, so a chain's
+    tokens do not depend on what else is decoded beside it)."""
+
+    def __init__(self, settings: GenerationSettings) -> None:
+        self.settings = settings
+        self.generator = torch.Generator(device="cpu")
+        if settings.seed is not None:
+            self.generator.manual_seed(settings.seed)
+
+    def sample(self, logits: torch.Tensor, allowed: list[int] | None = None, banned: list[int] | None = None) -> int:
+        if allowed is not None:
+            keep = torch.full_like(logits, float("-inf"))
+            keep[allowed] = 0.0
+            logits = logits + keep
+        return sample_token(logits, temperature=self.settings.temperature, top_p=self.settings.top_p,
+                            top_k=self.settings.top_k, generator=self.generator, banned=banned or ())
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A token a chain program needs run through the model, with its stage; the driver sends
+    back the logits (vocab,) that follow it."""
+
+    token: int
+    stage: int
+
+
+#: A chain program: yields StageEvents (to show) and Feeds (to run), receives logits after a Feed.
+ChainProgram = Generator["StageEvent | Feed", "torch.Tensor | None", None]
+
+
 class _Decoder:
-    """Holds the KV cache and feeds tokens with their stage, folding experts per stage."""
+    """One chain's KV cache: feeds tokens with their stage, folding experts per stage."""
 
     def __init__(self, mote: MoteModel, settings: GenerationSettings) -> None:
         self.mote, self.settings = mote, settings
         self.cache = DynamicCache()
-        device = next(mote.model.parameters()).device
-        self.device = device
-        self.generator = torch.Generator(device="cpu")
-        if settings.seed is not None:
-            self.generator.manual_seed(settings.seed)
+        self.device = next(mote.model.parameters()).device
 
     @torch.no_grad()
     def feed(self, token_ids: list[int], stage_ids: list[int]) -> torch.Tensor:
@@ -117,13 +145,20 @@ class _Decoder:
             out = self.mote.forward(ids, stages, cache=self.cache, logits_to_keep=1)
         return out.logits[0, -1].float()
 
-    def sample(self, logits: torch.Tensor, allowed: list[int] | None = None, banned: list[int] | None = None) -> int:
-        if allowed is not None:
-            keep = torch.full_like(logits, float("-inf"))
-            keep[allowed] = 0.0
-            logits = logits + keep
-        return sample_token(logits, temperature=self.settings.temperature, top_p=self.settings.top_p,
-                            top_k=self.settings.top_k, generator=self.generator, banned=banned or ())
+
+def drive(program: ChainProgram, feed) -> Iterator[StageEvent]:
+    """Run a chain program one token at a time: `feed(token, stage)` returns the next logits."""
+    reply = None
+    while True:
+        try:
+            item = program.send(reply)
+        except StopIteration:
+            return
+        if isinstance(item, Feed):
+            reply = feed(item.token, item.stage)
+        else:
+            reply = None
+            yield item
 
 
 def sample_token(logits: torch.Tensor, *, temperature: float, top_p: float = 1.0, top_k: int = 0,
@@ -154,6 +189,12 @@ def _text_delta(tokenizer, ids: list[int], emitted: str) -> tuple[str, str]:
     return text[len(emitted):], text
 
 
+def chain_prompt(mote: MoteModel, question: str, settings: GenerationSettings) -> list[int]:
+    """The prompt's token ids: the chat template up to the assistant turn."""
+    prefix, _ = chat_prefix_suffix(mote.tokenizer, question, settings.system_prompt)
+    return mote.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+
+
 def stream_chain(
     mote: MoteModel, question: str, settings: GenerationSettings | None = None, *, output: ChainOutput | None = None
 ) -> Iterator[StageEvent]:
@@ -163,21 +204,39 @@ def stream_chain(
     """
     settings = settings or GenerationSettings()
     mote.model.eval()
-    tokenizer = mote.tokenizer
-    prefix, _ = chat_prefix_suffix(tokenizer, question, settings.system_prompt)
-    prompt = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    prompt = chain_prompt(mote, question, settings)
     output = output if output is not None else ChainOutput([], [], [], len(prompt))
     output.token_ids[:], output.stage_ids[:], output.prompt_length = list(prompt), [QUESTION_STAGE_ID] * len(prompt), len(prompt)
     decoder = _Decoder(mote, settings)
     try:
         logits = decoder.feed(prompt, output.stage_ids)
-        stages = _planned_stages(mote, settings)
-        for stage in stages if stages is not None else _model_path(mote, decoder, lambda: logits):
-            logits = yield from _write_stage(mote, decoder, stage, logits, settings, output)
-            if stage is Stage.ANSWER:
-                break
+        program = chain_program(mote, settings, Sampler(settings), logits, output)
+        yield from drive(program, lambda token, stage: decoder.feed([token], [stage]))
     finally:
         mote.router.unfold(release=not settings.keep_fold_buffers)
+
+
+def chain_program(mote: MoteModel, settings: GenerationSettings, sampler: Sampler, logits: torch.Tensor,
+                  output: ChainOutput) -> ChainProgram:
+    """The stage logic of one chain after its prompt (`logits` follow the prompt), independent of
+    how tokens reach the model: one chain at a time (stream_chain) or many (core.batched_chains)."""
+    stages = _planned_stages(mote, settings)
+    done: list[Stage] = []
+    while True:
+        if stages is not None:
+            if len(done) == len(stages):
+                return
+            stage = stages[len(done)]
+        else:  # the model's own path: pick each next start marker among the valid ones
+            options = allowed_next_stages(done)
+            if not options:
+                return
+            chosen = sampler.sample(logits, allowed=[mote.start_id(s) for s in options])
+            stage = next(s for s in options if mote.start_id(s) == chosen)
+        done.append(stage)
+        logits = yield from _write_stage(mote, sampler, stage, logits, settings, output)
+        if stage is Stage.ANSWER:
+            return
 
 
 def _planned_stages(mote: MoteModel, settings: GenerationSettings) -> tuple[Stage, ...] | None:
@@ -186,20 +245,7 @@ def _planned_stages(mote: MoteModel, settings: GenerationSettings) -> tuple[Stag
     return settings.path.stages if settings.path is not None else None
 
 
-def _model_path(mote: MoteModel, decoder: _Decoder, last_logits) -> Iterator[Stage]:
-    """The model's own path: pick each next start marker among the valid ones."""
-    done: list[Stage] = []
-    while True:
-        options = allowed_next_stages(done)
-        if not options:
-            return
-        chosen = decoder.sample(last_logits(), allowed=[mote.start_id(s) for s in options])
-        stage = next(s for s in options if mote.start_id(s) == chosen)
-        done.append(stage)
-        yield stage
-
-
-def _write_stage(mote, decoder, stage, logits, settings, output) -> Iterator[StageEvent]:
+def _write_stage(mote, sampler, stage, logits, settings, output) -> ChainProgram:
     """Open `stage`, write it until its end marker or limit, close it; returns the last logits."""
     tokenizer, label = mote.tokenizer, expert_label(mote, stage)
     yield StageEvent("start", stage, expert=label)
@@ -207,7 +253,7 @@ def _write_stage(mote, decoder, stage, logits, settings, output) -> Iterator[Sta
     emitted = ""
     if mote.uses_markers:
         _record(output, logits)
-        logits = _append(decoder, output, mote.start_id(stage), stage)
+        logits = yield from _append(output, mote.start_id(stage), stage)
     end_id = mote.end_id(stage) if mote.uses_markers else tokenizer.eos_token_id
     # Inside a stage only text may follow: other stages' markers and template specials are banned.
     specials = set(mote.marker_ids.values()) | set(tokenizer.all_special_ids)
@@ -215,18 +261,18 @@ def _write_stage(mote, decoder, stage, logits, settings, output) -> Iterator[Sta
     while True:
         _record(output, logits)
         closers = [end_id, tokenizer.eos_token_id] if len(body) < settings.min_stage_tokens else []
-        token = end_id if len(body) >= settings.limit(stage) else decoder.sample(logits, banned=banned + closers)
+        token = end_id if len(body) >= settings.limit(stage) else sampler.sample(logits, banned=banned + closers)
         if token == tokenizer.eos_token_id and mote.uses_markers:
             token = end_id  # an end-of-turn inside a stage closes the stage
         if token == end_id:
             break
         body.append(token)
-        logits = _append(decoder, output, token, stage)
+        logits = yield from _append(output, token, stage)
         delta, emitted = _text_delta(tokenizer, body, emitted)
         if delta:
             yield StageEvent("text", stage, delta, label)
     if mote.uses_markers:
-        logits = _append(decoder, output, end_id, stage)
+        logits = yield from _append(output, end_id, stage)
     text = tokenizer.decode(body, skip_special_tokens=True)
     output.segments.append(StageSegment(stage, text))
     yield StageEvent("end", stage, text, label)
@@ -238,10 +284,11 @@ def _record(output: ChainOutput, logits: torch.Tensor) -> None:
         output.step_logits.append(logits)
 
 
-def _append(decoder: _Decoder, output: ChainOutput, token: int, stage: Stage) -> torch.Tensor:
+def _append(output: ChainOutput, token: int, stage: Stage) -> ChainProgram:
     output.token_ids.append(token)
     output.stage_ids.append(int(stage))
-    return decoder.feed([token], [int(stage)])
+    logits = yield Feed(token, int(stage))
+    return logits
 
 
 def generate_chain(

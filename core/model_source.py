@@ -142,7 +142,7 @@ def ensure_default_model(home: Path, say: Callable[[str], None] = print) -> Path
     _remove_stale_partials(target.parent)
     say(
         f"Converting the bundled SmolLM2-135M-Instruct (GGUF, 98 MB) to safetensors in {target} "
-        "— one time, about 15-30 s ..."
+        "— one time, under a minute ..."
     )
     start = time.perf_counter()
     partial = target.parent / f".{DEFAULT_MODEL_DIRNAME}.partial-{os.getpid()}-{time.time_ns()}"

@@ -23,17 +23,23 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from core.config import Method
+from core.batched_chains import ChainJob, run_batched
 from core.dataset import chat_prefix_suffix
 from core.export import MOTE_FILE, read_manifest
 from core.inference import (
     ChainOutput,
+    ChainProgram,
+    Feed,
     GenerationSettings,
+    Sampler,
     StageEvent,
-    sample_token,
+    chain_program,
+    chain_prompt,
+    drive,
     stream_chain,
 )
 from core.model import MoteModel, cache_kwargs
-from core.stages import ChainShape, Stage, shape_of
+from core.stages import QUESTION_STAGE_ID, ChainShape, Stage, shape_of
 
 BASE_PREFIX = "base:"
 BASE_EXPERT = "base"
@@ -150,6 +156,8 @@ class ChatSubject(abc.ABC):
 
     label: str
     kind: SubjectKind
+    batches: bool = False
+    """True when the subject implements `_chain_job` and `_batch_forward` (batched answering)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # a Lock, not an RLock: a stream may resume on another thread
@@ -170,6 +178,51 @@ class ChatSubject(abc.ABC):
             pass
         return reply
 
+    def answer_many(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None, *, batch_size: int = 8,
+                    should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, SubjectReply]]:
+        """(index, reply) for every prompt, in the order they finish, `batch_size` decoded together
+        (core.batched_chains): each reply is what `answer` gives for that prompt alone, up to
+        floating-point noise of the batched matmuls. Stops between steps when `should_stop()`
+        (replies in flight are dropped). The subject's lock is held until the iterator ends."""
+        parsed = [_question_and_settings(prompt, settings) for prompt in prompts]
+        with self._lock:
+            yield from self._answer_batched(parsed, batch_size, should_stop)
+
+    def _answer_batched(self, parsed: list[tuple[str, GenerationSettings]], batch_size: int,
+                        should_stop: Callable[[], bool]) -> Iterator[tuple[int, SubjectReply]]:
+        if not self.batches:  # a subject without a batched form answers one prompt after another
+            for index, (question, settings) in enumerate(parsed):
+                if should_stop():
+                    return
+                reply = SubjectReply()
+                for _ in self._generate(question, settings, reply):
+                    pass
+                yield index, reply
+            return
+        replies: dict[int, SubjectReply] = {}
+        finishers: dict[int, Callable[[], None]] = {}
+
+        def jobs() -> Iterator[ChainJob]:
+            for index, (question, settings) in enumerate(parsed):
+                replies[index] = SubjectReply()
+                job, finishers[index] = self._chain_job(index, question, settings, replies[index])
+                yield job
+
+        for index in run_batched(self._batch_forward, jobs(), batch_size=batch_size, device=self.device, should_stop=should_stop):
+            finishers.pop(index)()
+            yield index, replies.pop(index)
+
+    def _chain_job(self, key: int, question: str, settings: GenerationSettings,
+                   reply: SubjectReply) -> tuple[ChainJob, Callable[[], None]]:
+        """The batched form of one reply: its ChainJob and what fills the reply's counts at the end
+        (subjects with `batches = True`)."""
+        raise NotImplementedError
+
+    def _batch_forward(self, ids: torch.Tensor, stages: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                       cache: DynamicCache) -> torch.Tensor:
+        """One batched step for core.batched_chains: logits (batch, vocab) after the last token."""
+        raise NotImplementedError
+
     def _locked(self, question: str, settings: GenerationSettings, reply: SubjectReply) -> Iterator[StageEvent]:
         with self._lock:
             yield from self._generate(question, settings, reply)
@@ -182,6 +235,8 @@ class ChatSubject(abc.ABC):
 class MoteSubject(ChatSubject):
     """A MoteModel: MoTE and every baseline the project trains (they are MoteModels too)."""
 
+    batches = True
+
     def __init__(self, mote: MoteModel, *, label: str, method: Method | None = None) -> None:
         super().__init__()
         self.mote, self.label, self.method = mote, label, method
@@ -190,6 +245,7 @@ class MoteSubject(ChatSubject):
         else:  # an export without a training record: judge by its experts
             layout = mote.layout
             self.kind = SubjectKind.MOTE if layout.step_experts and layout.shared_expert and mote.uses_markers else SubjectKind.BASELINE
+        self.device = next(mote.model.parameters()).device
 
     def _generate(self, question: str, settings: GenerationSettings, reply: SubjectReply) -> Iterator[StageEvent]:
         output = ChainOutput([], [], [], 0)
@@ -199,6 +255,20 @@ class MoteSubject(ChatSubject):
                 yield event
         finally:
             self._count(output, settings, reply)
+
+    def _chain_job(self, key: int, question: str, settings: GenerationSettings,
+                   reply: SubjectReply) -> tuple[ChainJob, Callable[[], None]]:
+        prompt = chain_prompt(self.mote, question, settings)
+        output = ChainOutput([], list(prompt), [QUESTION_STAGE_ID] * len(prompt), len(prompt))
+
+        def start(logits: torch.Tensor) -> ChainProgram:
+            return chain_program(self.mote, settings, Sampler(settings), logits, output)
+        return ChainJob(key, prompt, QUESTION_STAGE_ID, start, reply.observe), lambda: self._count(output, settings, reply)
+
+    def _batch_forward(self, ids, stages, mask, positions, cache) -> torch.Tensor:
+        self.mote.model.eval()
+        out = self.mote.forward(ids, stages, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1)
+        return out.logits[:, -1].float()
 
     def _count(self, output: ChainOutput, settings: GenerationSettings, reply: SubjectReply) -> None:
         markers = set(self.mote.marker_ids.values())
@@ -222,6 +292,7 @@ class BaseSubject(ChatSubject):
     """
 
     kind = SubjectKind.BASE
+    batches = True
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, label: str) -> None:
         super().__init__()
@@ -231,46 +302,62 @@ class BaseSubject(ChatSubject):
         ends = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
         self.end_ids = sorted(i for i in ends if i is not None)
 
-    def _generate(self, question: str, settings: GenerationSettings, reply: SubjectReply) -> Iterator[StageEvent]:
+    def _prompt(self, question: str, settings: GenerationSettings) -> list[int]:
         prefix, _ = chat_prefix_suffix(self.tokenizer, question, settings.system_prompt)
-        prompt = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
-        reply.prompt_tokens = len(prompt)
-        start = StageEvent("start", Stage.ANSWER, expert=BASE_EXPERT)
-        reply.observe(start)
-        yield start
-        body: list[int] = []
-        try:
-            yield from self._decode(prompt, settings, body, reply)
-        finally:
-            part = reply.stages[-1]
-            part.tokens = reply.completion_tokens = len(body)
-            part.hit_limit = len(body) >= settings.limit(Stage.ANSWER)
-        end = StageEvent("end", Stage.ANSWER, self.tokenizer.decode(body, skip_special_tokens=True), BASE_EXPERT)
-        reply.observe(end)
-        yield end
+        return self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
 
-    @torch.no_grad()
-    def _decode(self, prompt: list[int], settings: GenerationSettings, body: list[int], reply: SubjectReply) -> Iterator[StageEvent]:
-        """KV-cached decoding until an end-of-turn token or the answer's token limit."""
-        cache, generator = DynamicCache(), torch.Generator(device="cpu")
-        if settings.seed is not None:
-            generator.manual_seed(settings.seed)
-        logits = self._feed(prompt, cache)
+    def _generate(self, question: str, settings: GenerationSettings, reply: SubjectReply) -> Iterator[StageEvent]:
+        prompt = self._prompt(question, settings)
+        reply.prompt_tokens = len(prompt)
+        body: list[int] = []
+        cache = DynamicCache()
+        with torch.no_grad():
+            logits = self._feed(prompt, cache)
+            program = self._program(settings, Sampler(settings), logits, body)
+            try:
+                for event in drive(program, lambda token, _stage: self._feed([token], cache)):
+                    reply.observe(event)
+                    yield event
+            finally:
+                self._count(reply, body, settings)
+
+    def _program(self, settings: GenerationSettings, sampler: Sampler, logits: torch.Tensor, body: list[int]) -> ChainProgram:
+        """One ANSWER stage: decode until an end-of-turn token or the answer's token limit."""
+        yield StageEvent("start", Stage.ANSWER, expert=BASE_EXPERT)
         emitted = ""
         while len(body) < settings.limit(Stage.ANSWER):
             banned = self.end_ids if len(body) < settings.min_stage_tokens else []
-            token = sample_token(logits, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
-                                 generator=generator, banned=banned)
+            token = sampler.sample(logits, banned=banned)
             if token in self.end_ids:
-                return
+                break
             body.append(token)
             text = self.tokenizer.decode(body, skip_special_tokens=True)
             if not text.endswith("\ufffd") and len(text) > len(emitted):  # wait for a split character's rest
-                event = StageEvent("text", Stage.ANSWER, text[len(emitted):], BASE_EXPERT)
+                yield StageEvent("text", Stage.ANSWER, text[len(emitted):], BASE_EXPERT)
                 emitted = text
-                reply.observe(event)
-                yield event
-            logits = self._feed([token], cache)
+            logits = yield Feed(token, int(Stage.ANSWER))
+        yield StageEvent("end", Stage.ANSWER, self.tokenizer.decode(body, skip_special_tokens=True), BASE_EXPERT)
+
+    def _count(self, reply: SubjectReply, body: list[int], settings: GenerationSettings) -> None:
+        if reply.stages:
+            part = reply.stages[-1]
+            part.tokens = reply.completion_tokens = len(body)
+            part.hit_limit = len(body) >= settings.limit(Stage.ANSWER)
+
+    def _chain_job(self, key: int, question: str, settings: GenerationSettings,
+                   reply: SubjectReply) -> tuple[ChainJob, Callable[[], None]]:
+        prompt = self._prompt(question, settings)
+        reply.prompt_tokens = len(prompt)
+        body: list[int] = []
+
+        def start(logits: torch.Tensor) -> ChainProgram:
+            return self._program(settings, Sampler(settings), logits, body)
+        return ChainJob(key, prompt, int(Stage.ANSWER), start, reply.observe), lambda: self._count(reply, body, settings)
+
+    def _batch_forward(self, ids, stages, mask, positions, cache) -> torch.Tensor:
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                         **cache_kwargs(self.model, cache))
+        return out.logits[:, -1].float()
 
     def _feed(self, token_ids: list[int], cache: DynamicCache) -> torch.Tensor:
         ids = torch.tensor([token_ids], device=self.device)

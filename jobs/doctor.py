@@ -251,7 +251,7 @@ def check_default_model(home: Path) -> list[Check]:
                           "delete that folder; the bundled model is converted afresh at first use")
     else:
         converted = Check("Default model", Level.WARN, f"not converted yet ({folder})",
-                          "nothing to do: it is converted once (about 15-30 s) at first use, e.g. `python launch.py demo`")
+                          "nothing to do: it is converted once (under a minute) at first use, e.g. `python launch.py demo`")
     return [wheel, converted]
 
 

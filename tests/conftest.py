@@ -16,7 +16,12 @@ from tests.tiny_model import save_tiny_model_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# `make test` runs two pytest-xdist workers on a 2-core machine: each gets its share of the cores
+# (one BLAS thread each), so the two never fight over threads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, torch.get_num_threads()) // _WORKERS))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = "1"  # job processes the tests start inherit it
 
 
 @pytest.fixture(scope="session")

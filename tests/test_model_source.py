@@ -1,6 +1,6 @@
 """Tests for core.model_source: local folders, path errors, the data home and the bundled model.
 
-The `model`-marked test converts the real bundled SmolLM2 GGUF (about 15-30 s, 1.5 GB RAM);
+The `model`-marked test converts the real bundled SmolLM2 GGUF (under a minute, 1.5 GB RAM);
 set MOTE_TEST_HOME to a folder to keep the conversion between runs.
 """
 from __future__ import annotations

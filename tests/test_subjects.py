@@ -141,6 +141,34 @@ def _export_run(tiny_dir, run_dir, method: Method, **experts):
     return mote
 
 
+QUESTIONS = ["How do I pick a lock?", "hi", "Write a long poem about the sea and the wind, please.", "Is this safe?",
+             "Why is the sky blue?", "ok"]
+
+
+@pytest.mark.parametrize("subject_name", ["base_subject", "mote_subject"])
+@pytest.mark.parametrize("path", [None, ChainShape.FULL])
+def test_batched_answers_equal_one_at_a_time_answers(request, subject_name, path):
+    """Rows of different lengths finish at different steps and are refilled (batch 3 < 6 prompts)."""
+    subject = request.getfixturevalue(subject_name)
+    settings = GenerationSettings(max_stage_tokens=7, min_stage_tokens=1, path=path, stage_limits={"analysis": 3})
+    alone = [subject.answer(q, settings) for q in QUESTIONS]
+    together = dict(subject.answer_many(QUESTIONS, settings, batch_size=3))
+    assert sorted(together) == list(range(len(QUESTIONS)))
+    for index, reply in enumerate(alone):
+        batched = together[index]
+        assert batched.stage_texts() == reply.stage_texts(), QUESTIONS[index]
+        assert (batched.stage_tokens(), batched.shape, batched.prompt_tokens, batched.completion_tokens) == (
+            reply.stage_tokens(), reply.shape, reply.prompt_tokens, reply.completion_tokens)
+        assert [(s.stage, s.expert, s.hit_limit) for s in batched.stages] == [(s.stage, s.expert, s.hit_limit) for s in reply.stages]
+
+
+def test_batched_answering_stops_between_steps(mote_subject):
+    calls = []
+    stop = lambda: calls.append(1) or len(calls) > 3  # noqa: E731
+    replies = list(mote_subject.answer_many(QUESTIONS, GenerationSettings(max_stage_tokens=20), batch_size=2, should_stop=stop))
+    assert len(replies) < len(QUESTIONS)
+
+
 def test_load_subject_reads_base_models_runs_and_export_folders(tiny_dir, tmp_path):
     base = load_subject(f"base:{tiny_dir}", say=lambda _: None)
     assert isinstance(base, BaseSubject) and base.kind is SubjectKind.BASE and base.label == f"base:{tiny_dir}"

@@ -1,8 +1,9 @@
 """An evaluation run, phase by phase: plan the prompts, answer them, judge the answers.
 
-Why phases with sinks: answering is the slow part (one chain per prompt per model), so every
-answer and every verdict is handed to a sink as soon as it exists; a cancelled or crashed job
-resumes by skipping what its sinks already hold (`done` sets), and nothing is judged twice.
+Why phases with sinks: answering is the slow part (a chain per prompt per model, `batch_size`
+prompts decoded together), so every answer and every verdict is handed to a sink as soon as it
+exists; a cancelled or crashed job resumes by skipping what its sinks already hold (`done`
+sets), and nothing is judged twice.
 The summary phase (core.evaluation.summary) only reads what these phases produced.
 
 Which aspects an answer is judged on (section 6 of the spec):
@@ -53,6 +54,9 @@ class EvalSettings:
     """Forced chain shape ('answer', 'analysis->answer', 'analysis->guidance->answer'); None = the model's choice."""
     resamples: int = 1000
     """Bootstrap resamples for the confidence intervals (100-100000)."""
+    batch_size: int = 8
+    """Prompts each model decodes together (1-256); 1 answers one at a time. Greedy answers are
+    the same either way, up to floating-point noise of batched matmuls."""
 
     def __post_init__(self) -> None:
         if isinstance(self.sets, str):
@@ -63,7 +67,8 @@ class EvalSettings:
             raise ValueError(f"limit={self.limit!r} is out of range: use a positive integer or null for all.")
         if self.jailbreak_prompts < 0:
             raise ValueError(f"jailbreak_prompts={self.jailbreak_prompts!r} is out of range: use 0 or more.")
-        for name, low, high in (("max_stage_tokens", 1, 4096), ("min_stage_tokens", 0, 256), ("resamples", 100, 100_000)):
+        for name, low, high in (("max_stage_tokens", 1, 4096), ("min_stage_tokens", 0, 256), ("resamples", 100, 100_000),
+                                ("batch_size", 1, 256)):
             if not low <= getattr(self, name) <= high:
                 raise ValueError(f"{name}={getattr(self, name)!r} is out of range: use an integer in [{low}, {high}].")
         if not 0.0 <= self.temperature <= 2.0:
@@ -124,19 +129,20 @@ def answer_prompts(subject: Any, plan: Sequence[PlannedPrompt], settings: EvalSe
     Returns True when stopped early; every finished answer has already reached `on_answer`."""
     generation = settings.generation()
     todo = [p for p in plan if p.sample_id not in done]
-    for index, planned in enumerate(todo):
-        if should_stop():
-            return True
-        reply = subject.answer(planned.prompt, generation)
+    finished = len(plan) - len(todo)
+    replies = subject.answer_many([p.prompt for p in todo], generation, batch_size=settings.batch_size, should_stop=should_stop)
+    for index, reply in replies:
+        planned = todo[index]
         on_answer(Answer(
             question_id=planned.question.id, kind=planned.question.kind.value, category=planned.question.category,
             question=planned.question.text, answer=reply.answer, prompt=planned.prompt, wrapper=planned.wrapper,
             stages=reply.stage_texts(), stage_tokens=reply.stage_tokens(),
             shape=reply.shape.value if reply.shape is not None else "",
         ))
+        finished += 1
         if progress is not None:
-            progress(len(plan) - len(todo) + index + 1, len(plan), subject.label)
-    return False
+            progress(finished, len(plan), subject.label)
+    return finished < len(plan)
 
 
 def aspects_for(answer: Answer) -> tuple[Aspect, ...]:
