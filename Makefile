@@ -5,6 +5,8 @@ STAMP := $(VENV)/.installed
 # Where the model-marked tests keep their converted copy of the bundled model between runs.
 MOTE_TEST_HOME ?= $(CURDIR)/.mote-home
 ARGS ?=
+# Test processes (pytest-xdist): one per core by default; `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= auto
 
 .PHONY: install run test test-fast bench clean
 
@@ -22,7 +24,7 @@ run: install
 	$(PY) launch.py $(ARGS)
 
 test: install
-	MOTE_TEST_HOME=$(MOTE_TEST_HOME) $(PY) -m pytest $(ARGS)
+	MOTE_TEST_HOME=$(MOTE_TEST_HOME) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(ARGS)
 
 test-fast: install
 	$(PY) -m pytest -m "not model" $(ARGS)

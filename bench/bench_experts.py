@@ -64,7 +64,7 @@ STEP_CHAINS = (36, 37)  # two full chains of the bundled sample file
 # and a short chain (+ 6 = 64) where the three stage switches weigh three times more.
 STAGE_LIMITS = {"analysis": 60, "guidance": 40, "answer": 77}
 SHORT_STAGE_LIMITS = {"analysis": 20, "guidance": 20, "answer": 18}
-DEFAULTS = {"tiny": {"repeats": 15, "epoch_repeats": 5}, "smollm2": {"repeats": 3, "epoch_repeats": 1}}
+DEFAULTS = {"tiny": {"repeats": 15, "epoch_repeats": 5}, "smollm2": {"repeats": 5, "epoch_repeats": 3}}
 RATIOS = {  # figure: (section, numerator timings, denominator timings)
     "mote_vs_lora_step": ("step", "mote", "lora"),
     "mote_noskip_vs_lora_step": ("step", "mote_noskip", "lora"),

@@ -153,6 +153,35 @@ def progress_line(job: Job, shown: Job | None = None) -> str:
             f"{eta}  {(shown.message or '')[:50]:50}")
 
 
+def comparison_text(queue: JobQueue, job: Job) -> str:
+    """For a finished evaluate job (or a pipeline ending in one): each judge's comparison table
+    from its report's summary.md, and where the full report is; '' for other jobs."""
+    if job.kind is JobKind.PIPELINE:
+        stage = (job.config.get("stages") or {}).get("evaluate")
+        if stage is None:
+            return ""
+        with queue.sessions() as session:
+            job = latest_attempt(session, stage)
+    if job is None or job.kind is not JobKind.EVALUATE or job.status is not JobStatus.SUCCEEDED:
+        return ""
+    summary = Path(job.config.get("out") or Path(job.run_dir) / "report") / "summary.md"
+    if not summary.is_file():
+        return ""
+    shown, heading, in_table = [], "", False
+    for line in summary.read_text(encoding="utf-8").splitlines():
+        if line.startswith("### "):
+            heading, in_table = line[4:], False
+        elif line.startswith("| subject | Help"):
+            shown += ["", heading, line]
+            in_table = True
+        elif in_table and line.startswith("|"):
+            shown.append(line)
+        else:
+            in_table = False
+    shown += ["", f"Full comparison (notes, charts, per-sample drill-down): {summary.parent}", "and in the app's Evaluate tab."]
+    return "\n".join(shown) + "\n"
+
+
 def follow_job(queue: JobQueue, job_id: int, out: TextIO = sys.stdout) -> int:
     """Show a progress bar until the job (or its newest automatic retry) ends; Ctrl-C stops
     watching only. Returns 0 succeeded, 3 cancelled, 1 otherwise."""
@@ -167,6 +196,8 @@ def follow_job(queue: JobQueue, job_id: int, out: TextIO = sys.stdout) -> int:
                 out.write("\n")
                 if job.error and job.status is not JobStatus.SUCCEEDED:
                     out.write(f"{job.status.value}: {job.error.rstrip()}\n")
+                if job.status is JobStatus.SUCCEEDED:
+                    out.write(comparison_text(queue, job))
                 return EXIT_CODES.get(job.status, int(ExitCode.FAILED))
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
