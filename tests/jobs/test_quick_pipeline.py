@@ -2,12 +2,14 @@
 the tiny model: generate chains -> train MoTE and single LoRA -> evaluate both and the base model."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from jobs.cli import follow_job
 from jobs.evaluation_cli import pipeline_config, pipeline_defaults
 from jobs.records import Evaluation, Job, JobKind, JobStatus
 from tests.jobs.conftest import generate_config, train_config, wait_for
@@ -26,8 +28,9 @@ def test_the_quick_pipeline_runs_every_stage_on_the_tiny_model(make_queue, db_ur
     train = {"mote": train_config(tiny_dir, questions_file, max_steps=2)["mote"]}
     config = pipeline_config("quick", generate, train, methods=None, evaluate=True)
     config["evaluate"]["settings"] = eval_settings(eval_file, jailbreak_prompts=1)  # tiny sizes, same stages
-    config["evaluate"]["judges"] = [{"kind": "heuristic"}, {"kind": "local", "model": str(tiny_dir), "max_new_tokens": 4,
-                                                            "max_retries": 1}]
+    # The preset's judges, with the tiny model in place of SmolLM2 (verdict-first local judge included).
+    config["evaluate"]["judges"] = [dict(j, model=str(tiny_dir)) if j["kind"] == "local" else j for j in config["evaluate"]["judges"]]
+    assert any(j.get("verdict_first") for j in config["evaluate"]["judges"])
     queue = make_queue()
     pipeline_id = queue.submit("pipeline", config)
     queue.start(lock=False)
@@ -43,3 +46,8 @@ def test_the_quick_pipeline_runs_every_stage_on_the_tiny_model(make_queue, db_ur
     assert stages["generate"].kind is JobKind.GENERATE and stages["generate"].config["limit"] == 3
     assert subjects == {"base", "mote", "lora"}
     assert (Path(stages["evaluate"].run_dir) / "report" / "summary.md").is_file()
+    shown = io.StringIO()  # following the finished pipeline shows the comparison, as the CLI does
+    assert follow_job(queue, pipeline_id, shown) == 0
+    text = shown.getvalue()
+    assert "heuristic judge `heuristic-refusal`" in text and ":verdict-first`" in text
+    assert "| mote |" in text and f"Full comparison (notes, charts, per-sample drill-down): {Path(stages['evaluate'].run_dir) / 'report'}" in text
