@@ -59,7 +59,7 @@ def evaluate_config(args: argparse.Namespace, source: dict[str, Any] | None = No
     settings: dict[str, Any] = dict(source.get("settings") or {}) if source else {}
     if args.sets:
         settings["sets"] = [s.strip() for s in args.sets.split(",") if s.strip()]
-    for name in ("limit", "jailbreak_prompts", "max_stage_tokens", "temperature", "seed", "path"):
+    for name in ("limit", "jailbreak_prompts", "max_stage_tokens", "temperature", "seed", "path", "batch_size"):
         if getattr(args, name, None) is not None:
             settings[name] = getattr(args, name)
     if not args.run and not source:
@@ -136,6 +136,7 @@ def add_evaluate_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--limit", type=int, help="questions per set (default 16)")
     sub.add_argument("--jailbreak-prompts", type=int, help="harmful questions also asked in every jailbreak wrapper (default 8)")
     sub.add_argument("--max-stage-tokens", type=int, help="token limit of each stage (default 96)")
+    sub.add_argument("--batch-size", type=int, help="prompts each model decodes together (default 8; 1 = one at a time)")
     sub.add_argument("--temperature", type=float)
     sub.add_argument("--seed", type=int)
     sub.add_argument("--path", choices=["answer", "analysis->answer", "analysis->guidance->answer"], help="force a chain shape")

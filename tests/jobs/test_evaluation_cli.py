@@ -24,11 +24,12 @@ def test_run_and_judge_flags():
 
 def test_evaluate_verb_builds_a_valid_config(tmp_path):
     args = launch.build_parser().parse_args(["evaluate", "--run", "base:m", "--sets", "eval_harmful,eval_benign",
-                                             "--judge", "heuristic", "--limit", "3", "--detach"])
+                                             "--judge", "heuristic", "--limit", "3", "--batch-size", "4", "--detach"])
     from jobs.evaluation_cli import evaluate_config
 
     spec = parse_job_config("evaluate", evaluate_config(args))
     assert spec.settings["sets"] == ["eval_harmful", "eval_benign"] and spec.settings["limit"] == 3
+    assert spec.settings["batch_size"] == 4
     assert [s.label for s in spec.subjects] == ["base:m"]
 
 
