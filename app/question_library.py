@@ -6,10 +6,10 @@ rejected rows already left out and the import report shown once, at import time.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.file_names import checked_name
 from core.questions import (
     ColumnMapping,
     ImportReport,
@@ -21,7 +21,6 @@ from core.questions import (
 )
 
 SETS_DIR = "question_sets"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -64,10 +63,7 @@ class QuestionLibrary:
 
     def import_set(self, path: str | Path, name: str, question_column: str | None = None) -> tuple[QuestionSetRef, ImportReport]:
         """Save the usable rows of `path` as the set `name`; raises when nothing is usable."""
-        name = (name or "").strip()
-        if not _NAME.match(name):
-            raise ValueError(f"Set name {name!r} is not usable: use letters, digits, '_', '-' or '.', "
-                             "starting with a letter or digit (at most 64 characters).")
+        name = checked_name(name, "Set")
         if name in bundled_sets():
             raise ValueError(f"{name!r} is the name of a bundled set: choose another name for the import.")
         report = self.preview(path, question_column)

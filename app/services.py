@@ -7,7 +7,6 @@ processes while the page polls the database.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy import select
 
 from app.chain_browser import ChainBrowser, ChainFilter, ChainView, DatasetSummary
 from app.evaluation_services import EvaluationServices
+from app.file_names import checked_name
 from app.job_views import (
     JobRow,
     JobSort,
@@ -38,7 +38,6 @@ from jobs.records import Job, JobKind, JobStatus, TrainingRun
 from jobs.specs import GenerateSpec
 
 CONFIGS_DIR = "configs"
-_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -127,9 +126,7 @@ class Services(EvaluationServices):
         return MoteConfig.from_yaml(path) if path.exists() else load_preset(name)
 
     def config_path(self, name: str) -> Path:
-        name = (name or "").strip()
-        if not _CONFIG_NAME.match(name):
-            raise ValueError(f"Config name {name!r} is not usable: use letters, digits, '_', '-' or '.' (at most 64).")
+        name = checked_name(name, "Config")
         return self.home / CONFIGS_DIR / f"{name}.yaml"
 
     def save_config(self, config: MoteConfig, name: str) -> Path:

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from core.config import Method
 from core.batched_chains import ChainJob, run_batched
+from core.config import Method
 from core.dataset import chat_prefix_suffix
 from core.export import MOTE_FILE, read_manifest
 from core.inference import (
@@ -156,8 +156,6 @@ class ChatSubject(abc.ABC):
 
     label: str
     kind: SubjectKind
-    batches: bool = False
-    """True when the subject implements `_chain_job` and `_batch_forward` (batched answering)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # a Lock, not an RLock: a stream may resume on another thread
@@ -190,15 +188,31 @@ class ChatSubject(abc.ABC):
 
     def _answer_batched(self, parsed: list[tuple[str, GenerationSettings]], batch_size: int,
                         should_stop: Callable[[], bool]) -> Iterator[tuple[int, SubjectReply]]:
-        if not self.batches:  # a subject without a batched form answers one prompt after another
-            for index, (question, settings) in enumerate(parsed):
-                if should_stop():
-                    return
-                reply = SubjectReply()
-                for _ in self._generate(question, settings, reply):
-                    pass
-                yield index, reply
-            return
+        """Without a batched form (see BatchingSubject): one prompt after another."""
+        for index, (question, settings) in enumerate(parsed):
+            if should_stop():
+                return
+            reply = SubjectReply()
+            for _ in self._generate(question, settings, reply):
+                pass
+            yield index, reply
+
+    def _locked(self, question: str, settings: GenerationSettings, reply: SubjectReply) -> Iterator[StageEvent]:
+        with self._lock:
+            yield from self._generate(question, settings, reply)
+
+    @abc.abstractmethod
+    def _generate(self, question: str, settings: GenerationSettings, reply: SubjectReply) -> Iterator[StageEvent]:
+        """Yield events and keep `reply` complete, also when closed early (use try/finally)."""
+
+
+class BatchingSubject(ChatSubject):
+    """A subject whose replies can be decoded many at a time (core.batched_chains)."""
+
+    device: torch.device
+
+    def _answer_batched(self, parsed: list[tuple[str, GenerationSettings]], batch_size: int,
+                        should_stop: Callable[[], bool]) -> Iterator[tuple[int, SubjectReply]]:
         replies: dict[int, SubjectReply] = {}
         finishers: dict[int, Callable[[], None]] = {}
 
@@ -212,30 +226,19 @@ class ChatSubject(abc.ABC):
             finishers.pop(index)()
             yield index, replies.pop(index)
 
+    @abc.abstractmethod
     def _chain_job(self, key: int, question: str, settings: GenerationSettings,
                    reply: SubjectReply) -> tuple[ChainJob, Callable[[], None]]:
-        """The batched form of one reply: its ChainJob and what fills the reply's counts at the end
-        (subjects with `batches = True`)."""
-        raise NotImplementedError
+        """The batched form of one reply: its ChainJob and what fills the reply's counts at the end."""
 
+    @abc.abstractmethod
     def _batch_forward(self, ids: torch.Tensor, stages: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
                        cache: DynamicCache) -> torch.Tensor:
         """One batched step for core.batched_chains: logits (batch, vocab) after the last token."""
-        raise NotImplementedError
-
-    def _locked(self, question: str, settings: GenerationSettings, reply: SubjectReply) -> Iterator[StageEvent]:
-        with self._lock:
-            yield from self._generate(question, settings, reply)
-
-    @abc.abstractmethod
-    def _generate(self, question: str, settings: GenerationSettings, reply: SubjectReply) -> Iterator[StageEvent]:
-        """Yield events and keep `reply` complete, also when closed early (use try/finally)."""
 
 
-class MoteSubject(ChatSubject):
+class MoteSubject(BatchingSubject):
     """A MoteModel: MoTE and every baseline the project trains (they are MoteModels too)."""
-
-    batches = True
 
     def __init__(self, mote: MoteModel, *, label: str, method: Method | None = None) -> None:
         super().__init__()
@@ -283,7 +286,7 @@ class MoteSubject(ChatSubject):
             reply.shape = shape_of(stages)
 
 
-class BaseSubject(ChatSubject):
+class BaseSubject(BatchingSubject):
     """A plain causal LM with no experts and no markers: one ANSWER stage, expert 'base'.
 
     The prompt is built exactly as for MoTE models (same chat template and system prompt), so
@@ -292,7 +295,6 @@ class BaseSubject(ChatSubject):
     """
 
     kind = SubjectKind.BASE
-    batches = True
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, label: str) -> None:
         super().__init__()
