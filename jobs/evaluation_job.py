@@ -66,10 +66,10 @@ def stored_verdicts(session: Session, evaluation_id: int) -> list[Verdict]:
 def reuse_answers(session: Session, source_job: int, label: str, evaluation_id: int, wanted: set[str]) -> int:
     """Copy the answers evaluate job `source_job` stored for subject `label` (those in `wanted`
     and not stored here yet) into this evaluation; returns how many were copied."""
-    source = session.scalars(select(Evaluation).where(Evaluation.job_id == root_job_id(session, source_job),
-                                                      Evaluation.subject == label)).first()
+    root = root_job_id(session, source_job)
+    source = session.scalars(select(Evaluation).where(Evaluation.job_id == root, Evaluation.subject == label)).first()
     if source is None:
-        labels = session.scalars(select(Evaluation.subject).where(Evaluation.job_id == root_job_id(session, source_job))).all()
+        labels = session.scalars(select(Evaluation.subject).where(Evaluation.job_id == root)).all()
         raise ValueError(f"answers_from={source_job}: that job stored no answers for subject {label!r} "
                          f"(it has {sorted(labels) or 'none'}): use the same subject labels, or drop answers_from.")
     have = set(session.scalars(select(EvalAnswer.sample_id).where(EvalAnswer.evaluation_id == evaluation_id)))

@@ -103,7 +103,7 @@ class LLMJudge:
             outputs = self.backend.complete(
                 [conversations[i] for i in pending], max_new_tokens=self.max_new_tokens,
                 temperature=self.retry_temperature if retry else 0.0, seed=self.seed + attempt if retry else None,
-                **({"reply_prefix": prefix, "stop": stop} if prefix else {}),
+                reply_prefix=prefix, stop=stop,
             )
             if len(outputs) != len(pending):
                 raise RuntimeError(f"Backend {self.backend.id} returned {len(outputs)} replies for {len(pending)} prompts.")
