@@ -21,8 +21,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from core.batched_generation import _merge, _select
 from core.inference import ChainProgram, Feed, StageEvent
+from core.kv_rows import keep_rows, merge_rows
 
 #: forward(input_ids, stage_ids, attention_mask, position_ids, cache) -> logits (batch, vocab) after the last token.
 BatchForward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, DynamicCache], torch.Tensor]
@@ -70,7 +70,7 @@ def run_batched(forward: BatchForward, jobs: Iterable[ChainJob], *, batch_size: 
                     yield job.key
                     continue
                 if rows:
-                    cache, mask = _merge(cache, mask, row_cache, row_mask)
+                    cache, mask = merge_rows(cache, mask, row_cache, row_mask)
                 else:
                     cache, mask = row_cache, row_mask
                 rows.append(row)
@@ -90,7 +90,7 @@ def run_batched(forward: BatchForward, jobs: Iterable[ChainJob], *, batch_size: 
                 rows, cache, mask = [], None, None
             elif len(keep) < len(rows):
                 rows = [rows[i] for i in keep]
-                cache, mask = _select(cache, mask, keep)
+                cache, mask = keep_rows(cache, mask, keep)
 
 
 def _prefill(forward: BatchForward, job: ChainJob, device) -> tuple[_Row | None, DynamicCache, torch.Tensor]:

@@ -18,6 +18,7 @@ from transformers.cache_utils import DynamicLayer
 
 from core.generation import Completion, CompletionRequest
 from core.inference import sample_token
+from core.kv_rows import keep_rows, merge_rows
 from core.model import cache_kwargs
 
 
@@ -58,7 +59,7 @@ class LocalGenerator:
             if incoming:
                 new_rows, new_cache, new_mask, new_logits = self._prefill(incoming)
                 if rows:
-                    cache, mask = _merge(cache, mask, new_cache, new_mask)
+                    cache, mask = merge_rows(cache, mask, new_cache, new_mask)
                     logits = torch.cat([logits, new_logits])
                 else:
                     cache, mask, logits = new_cache, new_mask, new_logits
@@ -74,7 +75,7 @@ class LocalGenerator:
                 rows, cache, mask = [], None, None
             elif len(keep) < len(rows):
                 rows, tokens = [rows[i] for i in keep], [tokens[i] for i in keep]
-                cache, mask = _select(cache, mask, keep)
+                cache, mask = keep_rows(cache, mask, keep)
             if rows:
                 logits = self._step(tokens, cache, mask)
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -135,35 +136,3 @@ def _seeded(request: CompletionRequest) -> torch.Generator | None:
     if request.temperature <= 0:
         return None
     return torch.Generator().manual_seed(request.seed if request.seed is not None else 0)
-
-
-def _left_pad(cache, mask: torch.Tensor, width: int):
-    if width <= 0:
-        return mask
-    for layer in cache.layers:
-        pad = layer.keys.new_zeros(*layer.keys.shape[:2], width, layer.keys.shape[-1])
-        layer.keys = torch.cat([pad, layer.keys], dim=-2)
-        layer.values = torch.cat([pad.new_zeros(*layer.values.shape[:2], width, layer.values.shape[-1]), layer.values], dim=-2)
-    return torch.cat([mask.new_zeros(mask.shape[0], width), mask], dim=1)
-
-
-def _merge(cache, mask: torch.Tensor, new_cache, new_mask: torch.Tensor):
-    """Concatenate two batches' caches along the batch axis, left-padding the shorter."""
-    length = max(mask.shape[1], new_mask.shape[1])
-    mask = _left_pad(cache, mask, length - mask.shape[1])
-    new_mask = _left_pad(new_cache, new_mask, length - new_mask.shape[1])
-    for layer, new_layer in zip(cache.layers, new_cache.layers):
-        layer.keys = torch.cat([layer.keys, new_layer.keys])
-        layer.values = torch.cat([layer.values, new_layer.values])
-    return cache, torch.cat([mask, new_mask])
-
-
-def _select(cache, mask: torch.Tensor, keep: list[int]):
-    """Keep some rows, then drop leading columns that are padding for every remaining row."""
-    index = torch.tensor(keep, dtype=torch.long, device=mask.device)
-    mask = mask[index]
-    first = int(mask.any(0).nonzero()[0])
-    for layer in cache.layers:
-        layer.keys = layer.keys[index][..., first:, :]
-        layer.values = layer.values[index][..., first:, :]
-    return cache, mask[:, first:]
