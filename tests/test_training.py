@@ -64,3 +64,23 @@ def test_resume_from_mid_run_checkpoint_matches_uninterrupted_run(tiny_dir, tmp_
     assert resumed.losses == full.losses
     for (name, a), b in zip(full_mote.model.named_parameters(), resumed_mote.model.parameters()):
         assert torch.equal(a, b), name
+
+
+def test_optimizer_is_fused_on_cpu_and_takes_the_per_tensor_loops_step():
+    """The fused AdamW (one kernel over all tensors) is the same maths as the per-tensor loop."""
+    from core.training import make_optimizer
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(5))]
+    twin = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    fused = make_optimizer(params, train_config())
+    loop = torch.optim.AdamW(twin, lr=fused.defaults["lr"], weight_decay=fused.defaults["weight_decay"], foreach=False)
+    assert fused.defaults["fused"] is True and not loop.defaults["fused"]
+    for _ in range(3):
+        for p, q in zip(params, twin):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        fused.step()
+        loop.step()
+    for p, q in zip(params, twin):
+        torch.testing.assert_close(p, q)
