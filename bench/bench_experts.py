@@ -19,7 +19,8 @@ Models: `tiny` (tests/tiny_model.py) and `smollm2` (bundled SmolLM2-135M-Instruc
   frozen base model (grad w.r.t. input embeddings only, so backward crosses every layer).
 - materialised_vs_onepass_epoch [>= 2.0]: epoch over the chains plus every truncated copy a
   pipeline without step skipping builds / epoch with p_skip masks over the chains only (same
-  session, micro-batch 2, all three chain shapes); materialised_vs_onepass_tokens for reference.
+  session, micro-batch 2, all three chain shapes; the two epochs' steps interleaved, each step
+  timed, sums per variant); materialised_vs_onepass_tokens for reference.
 - mote_vs_base_gen_tps [>= 0.95]: tokens/s of core.inference.generate_chain (full path, stage
   limits = the median stage lengths of the bundled sample chains, 183 new tokens with markers,
   greedy, fold_experts=True, fold buffers kept between chains as chat and evaluation keep them)
@@ -236,6 +237,23 @@ def truncated_variants(chain: Chain) -> list[Chain]:
     return out
 
 
+def interleaved_epochs(run: Callable[[Batch], object], batches: dict[str, list[Batch]], repeats: int) -> dict[str, list[float]]:
+    """Per repeat, one epoch of every variant with their steps interleaved evenly (step i of n at
+    (i + 0.5) / n), each step timed alone and summed per variant: both epochs of a repeat span the
+    same half-minute, so this machine's drift from second to second hits them alike."""
+    order = sorted(((i + 0.5) / len(bs), name, b) for name, bs in batches.items() for i, b in enumerate(bs))
+    times: dict[str, list[float]] = {name: [] for name in batches}
+    for _ in range(repeats):
+        spent = dict.fromkeys(batches, 0.0)
+        for _, name, batch in order:
+            start = time.perf_counter()
+            run(batch)
+            spent[name] += time.perf_counter() - start
+        for name, seconds in spent.items():
+            times[name].append(seconds)
+    return times
+
+
 def epoch_timings(args: argparse.Namespace, chains: list[Chain], ctx: dict) -> dict:
     """Epoch times, materialised truncated copies vs one pass with p_skip (batches prebuilt)."""
     mote, train = ctx["mote"], train_config(args)
@@ -248,8 +266,7 @@ def epoch_timings(args: argparse.Namespace, chains: list[Chain], ctx: dict) -> d
 
     batches = {"materialised": epoch_batches(encode([v for c in picked for v in truncated_variants(c)]), 0.0),
                "onepass": epoch_batches(encode(picked), P_SKIP)}
-    times = side_by_side({name: (lambda bs=bs: [ctx["mote_run"](b) for b in bs]) for name, bs in batches.items()},
-                         args.epoch_repeats, warmup=0)
+    times = interleaved_epochs(ctx["mote_run"], batches, args.epoch_repeats)
     tokens = {name: sum(b.input_ids.numel() for b in bs) for name, bs in batches.items()}
     return {**times, "chains": [c.id for c in picked], "padded_tokens": tokens,
             "samples": {name: sum(len(b.input_ids) for b in bs) for name, bs in batches.items()},
@@ -280,8 +297,8 @@ def generation_timings(args: argparse.Namespace, ctx: dict) -> dict:
 
     times = side_by_side({
         "mote_folded": mote_gen("mote_folded", STAGE_LIMITS, True),
+        "base": base_gen("base", "mote_folded"),  # right after its pair: drift hits both alike
         "mote_unfolded": mote_gen("mote_unfolded", STAGE_LIMITS, False),
-        "base": base_gen("base", "mote_folded"),
         "short_mote_folded": mote_gen("short_mote_folded", SHORT_STAGE_LIMITS, True),
         "short_base": base_gen("short_base", "short_mote_folded"),
     }, args.repeats)
@@ -369,7 +386,8 @@ def bench_model(key: str, args: argparse.Namespace, chains: list[Chain]) -> dict
     goals = {}
     for figure, (op, goal) in GOALS.items():
         low, high = intervals[figure]
-        verdict = goal_verdict(op, goal, low, high)
+        section, numerator, _ = RATIOS[figure]
+        verdict = goal_verdict(op, goal, low, high, len(raw[section][numerator]))
         goals[figure] = {"goal": f"{op} {goal}", "value": figures[figure], "interval_95": [low, high], "verdict": verdict}
         print(f"{key}.{figure}.goal: {verdict} ({op} {goal}; 95% interval {low:.3f}-{high:.3f})", flush=True)
     return {"figures": figures, "intervals_95": intervals, "figures_ratio_of_medians": figures_of_medians,
@@ -384,8 +402,14 @@ def median_interval(values: list[float], resamples: int = 2000, seed: int = 0) -
     return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
-def goal_verdict(op: str, goal: float, low: float, high: float) -> str:
-    """`met` / `not met` when the whole interval is on one side of the goal, else `inconclusive`."""
+MIN_PAIRS_FOR_VERDICT = 5
+
+
+def goal_verdict(op: str, goal: float, low: float, high: float, pairs: int) -> str:
+    """`met` / `not met` when the whole interval is on one side of the goal, else `inconclusive`
+    (always so below MIN_PAIRS_FOR_VERDICT repeats, e.g. --quick: no interval to speak of)."""
+    if pairs < MIN_PAIRS_FOR_VERDICT:
+        return f"inconclusive (only {pairs} repeat{'s' if pairs != 1 else ''})"
     good, bad = (high <= goal, low > goal) if op == "<=" else (low >= goal, high < goal)
     return "met" if good else "not met" if bad else "inconclusive"
 
