@@ -18,9 +18,12 @@ class EvaluateActions:
 
     def choices(self) -> tuple[dict, dict, dict, dict]:
         runs = [(label, spec) for label, spec in self.services.evaluation_subjects() if spec.startswith("job:")]
-        jobs = [(f"job {j.id} · {j.status.value}", j.id) for j in self.services.evaluation_jobs()]
         return (gr.update(choices=self.services.evaluation_subjects()), gr.update(choices=self.services.evaluation_sets()),
-                gr.update(choices=jobs), gr.update(choices=[(label, int(spec[4:])) for label, spec in runs]))
+                self.job_choices(), gr.update(choices=[(label, int(spec[4:])) for label, spec in runs]))
+
+    def job_choices(self) -> dict:
+        """Evaluate jobs labelled with their status now; no value, so a timer never undoes a pick."""
+        return gr.update(choices=[(f"job {j.id} · {j.status.value}", j.id) for j in self.services.evaluation_jobs()])
 
     @user_facing
     def launch(self, subjects: list[str], sets: list[str], limit: float, jailbreak_prompts: float, max_stage_tokens: float,
@@ -41,7 +44,7 @@ class EvaluateActions:
                     "max_stage_tokens": int(max_stage_tokens)}
         job_id = self.services.launch_evaluation(subjects, sets, settings, chosen)
         gr.Info(f"Evaluate job {job_id} queued; pick it under Results when it has finished.")
-        return gr.update(choices=[(f"job {j.id} · {j.status.value}", j.id) for j in self.services.evaluation_jobs()], value=job_id)
+        return {**self.job_choices(), "value": job_id}
 
     @user_facing
     def quick_pipeline(self) -> str:
@@ -103,6 +106,7 @@ def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None
     launch.click(actions.launch, [subjects, sets, limit, jailbreaks, tokens, judges, judge_model, url, name, key], job,
                  api_name="evaluate")
     quick.click(actions.quick_pipeline, None, quick_note, api_name="quick_pipeline")
+    gr.Timer(5.0).tick(actions.job_choices, None, job, api_visibility="private", show_progress="hidden")
     gr.on([job.change, gr.Timer(5.0).tick], actions.result, [job, judge], [report, charts, judge], api_name="evaluation_result",
           show_progress="hidden")
     gr.on([judge.change], actions.samples, [job, judge], samples, api_name="evaluation_samples")

@@ -28,7 +28,7 @@ from core.config import MoteConfig, load_preset, preset_names
 from jobs.gpus import GpuInfo, GpuProcess, GpuStatus
 from jobs.lifecycle import new_job
 from jobs.queue import JobQueue
-from jobs.records import Chain, ChainDataset, JobKind, JobStatus, TrainingRun
+from jobs.records import Chain, ChainDataset, Job, JobKind, JobStatus, TrainingRun
 from jobs.specs import JobConfigError
 from tests.app.conftest import chain_record, write_questions_csv
 
@@ -320,6 +320,20 @@ def test_chat_subjects_are_base_models_then_exported_runs(services):
 
 
 # ---- launcher and the `ui` verb ----------------------------------------------------------------
+
+def test_evaluate_job_list_shows_each_jobs_status_now(services):
+    """The Evaluate tab's job list is refreshed by a timer: its labels follow the stored status."""
+    from app.tabs.evaluate import EvaluateActions
+
+    with services.sessions.begin() as session:
+        job_id = new_job(session, services.home, JobKind.EVALUATE, {}).id
+    actions = EvaluateActions(services)
+    assert actions.job_choices()["choices"] == [(f"job {job_id} · queued", job_id)]
+    assert "value" not in actions.job_choices()  # a timer tick must not undo the user's pick
+    with services.sessions.begin() as session:
+        session.get(Job, job_id).status = JobStatus.SUCCEEDED
+    assert actions.job_choices()["choices"] == [(f"job {job_id} · succeeded", job_id)]
+
 
 def test_auth_from_text_or_file_and_share_needs_it(tmp_path):
     assert parse_auth("alice:pw:with:colons") == [("alice", "pw:with:colons")]
