@@ -164,7 +164,10 @@ def test_evaluate_results_drilldown_compare_and_quick_pipeline(client, studio, s
 
 
 def test_jobs_table_detail_cancel_and_retry(client, studio, shared):
-    job_id = value(client.predict(chain_source="sample", api_name="/train", **tiny_form(studio, train_max_steps=500)))
+    # max_length fits the bundled sample chains in the tiny byte-level tokenizer: at 256 every chain
+    # is rejected and the job fails on its own, racing the cancel below.
+    form = tiny_form(studio, train_max_steps=500, data_max_length=4096)
+    job_id = value(client.predict(chain_source="sample", api_name="/train", **form))
     wait_job(studio.queue, job_id, lambda j: j.status is JobStatus.RUNNING, what="to start")
     table = client.predict("train", "running", "newest first", api_name="/jobs")
     assert [r[0] for r in rows(table)] == [job_id] and rows(table)[0][5] == "CPU"
