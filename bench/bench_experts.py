@@ -3,7 +3,7 @@
 Prints `model.figure: value` lines and writes figures and raw timings as JSON (--out). Timings
 are repeated after a warm-up, variants interleaved repeat by repeat, so each repeat gives a pair
 (numerator, denominator) taken seconds apart. A timing figure is the median of the per-repeat
-ratios (a paired design: this machine's speed drifts by +-10% between seconds, which cancels
+ratios (a paired design: this machine's speed drifts by +-15% between seconds, which cancels
 within a pair), with a 95% bootstrap interval of that median; a goal is `met` or `not met` only
 when the whole interval is on one side, else `inconclusive`. The JSON also has the ratio of
 medians and of minima, and a warning when other processes shared the CPUs.
@@ -62,7 +62,7 @@ from core.inference import GenerationSettings, generate_chain  # noqa: E402
 from core.model import MoteModel, add_stage_markers, build_mote_model  # noqa: E402
 from core.model_source import default_home, load_base_model  # noqa: E402
 from core.stages import CHAIN_STAGES, QUESTION_STAGE_ID, ChainShape, Stage  # noqa: E402
-from core.training import make_accelerator, micro_batches, prepare, token_loss_sum, train_step  # noqa: E402
+from core.training import make_accelerator, make_optimizer, micro_batches, prepare, token_loss_sum, train_step  # noqa: E402
 
 SEQ_LEN, RANK, LORA_ALPHA, LR, P_SKIP, SEED = 256, 16, 32.0, 2e-5, 0.2, 0
 STEP_CHAINS = (36, 37)  # two full chains of the bundled sample file
@@ -161,9 +161,10 @@ def mote_step_fn(mote: MoteModel, samples: list[EncodedChain], args: argparse.Na
     return lambda batch: train_step(session, [batch])
 
 
-def naive_step_fn(peft_model, batch: Batch, bf16: bool) -> Callable[[], None]:
+def naive_step_fn(peft_model, batch: Batch, args: argparse.Namespace) -> Callable[[], None]:
     params = [p for name, p in peft_model.named_parameters() if "lora_" in name]
-    optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0, fused=True)  # as core.training.make_optimizer
+    optimizer = make_optimizer(params, train_config(args))  # the same AdamW as the MoTE and LoRA runs
+    bf16 = args.bf16
     count = max(1, batch.num_label_tokens)
 
     def step() -> None:
@@ -222,7 +223,7 @@ def step_timings(key: str, args: argparse.Namespace, chains: list[Chain], ctx: d
         "mote": lambda: mote_run(skip_batch),
         "mote_noskip": lambda: mote_run(plain_batch),
         "lora": lambda: lora_run(plain_batch),
-        "naive_peft": naive_step_fn(build_naive_peft(key, args), plain_batch, args.bf16),
+        "naive_peft": naive_step_fn(build_naive_peft(key, args), plain_batch, args),
         "frozen_base": frozen_step_fn(base, skip_batch, args.bf16),
     }, args.repeats)
 
