@@ -69,7 +69,7 @@ def _config(args: argparse.Namespace):
 
 def print_chain(mote, question: str, path: str | None, max_stage_tokens: int, min_stage_tokens: int = 1) -> None:
     """Stream a chain to the terminal: each stage headed by its name and active expert."""
-    from core.inference import GenerationSettings, stream_chain
+    from core.decoding.chain_programs import GenerationSettings, stream_chain
     from core.stages import ChainShape
 
     settings = GenerationSettings(max_stage_tokens=max_stage_tokens, min_stage_tokens=min_stage_tokens,
@@ -164,8 +164,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Table-2 statistics of a chains folder or file."""
-    from core.chain_store import JsonlChainSink, chain_statistics, statistics_table
-    from core.chains import load_chains_jsonl
+    from core.data.chain_store import JsonlChainSink, chain_statistics, statistics_table
+    from core.data.chains import load_chains_jsonl
 
     path = Path(args.chains)
     if path.is_file():  # a chains file of any name (e.g. assets/chains/sample_chains.jsonl)
@@ -188,8 +188,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from core.chains import bundled_sample_chains_path, load_chains_jsonl
-    from core.recipe import run_training, setup_run
+    from core.data.chains import bundled_sample_chains_path, load_chains_jsonl
+    from core.training.recipe import run_training, setup_run
 
     home = _home(args)
     config = _config(args)
@@ -204,8 +204,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_questions(args: argparse.Namespace) -> int:
-    from core.leakage import drop_leakage, find_leakage
-    from core.questions import (
+    from core.data.leakage import drop_leakage, find_leakage
+    from core.data.questions import (
         ColumnMapping,
         bundled_sets,
         import_questions,
@@ -236,7 +236,7 @@ def cmd_questions(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from core.recipe import load_trained
+    from core.training.recipe import load_trained
 
     mote = load_trained(args.run, home=_home(args))
     print_chain(mote, args.question, args.path, args.max_stage_tokens, args.min_stage_tokens)
@@ -245,9 +245,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve a run (or base:MODEL) as an OpenAI-compatible chat-completions API until Ctrl+C."""
-    from core.inference import GenerationSettings
-    from core.serving import base_url, check_port, serve
-    from core.subjects import load_subject
+    from core.decoding.chain_programs import GenerationSettings
+    from core.serving.server import base_url, check_port, serve
+    from core.decoding.subjects import load_subject
 
     check_port(args.host, args.port)  # before the model loads
     subject = load_subject(args.run, home=_home(args))

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.chains import ChainFormatError, chain_from_dict
+from core.data.chains import ChainFormatError, chain_from_dict
 from core.stages import CHAIN_STAGES
 from jobs.records import Chain, ChainDataset
 

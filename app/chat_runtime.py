@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.batched_generation import LocalGenerator
-from core.generation import Completion, CompletionRequest, Verdict, parse_verdict
-from core.inference import GenerationSettings, StageEvent
-from core.prompts import load_prompt_set
-from core.subjects import BaseSubject, ChatSubject, MoteSubject, load_subject
+from core.decoding.completions import LocalGenerator
+from core.synthesis.pipeline import Completion, CompletionRequest, Verdict, parse_verdict
+from core.decoding.chain_programs import GenerationSettings, StageEvent
+from core.synthesis.prompts import load_prompt_set
+from core.decoding.subjects import BaseSubject, ChatSubject, MoteSubject, load_subject
 
 #: Seconds between two screen updates while tokens stream (a browser needs no more).
 UPDATE_EVERY_S = 0.12

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.file_names import checked_name
-from core.questions import (
+from core.data.questions import (
     ColumnMapping,
     ImportReport,
     Question,

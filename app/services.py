@@ -29,8 +29,8 @@ from app.question_library import QuestionLibrary, QuestionSetRef
 from app.system_info import SystemReport, system_report
 from app.train_form import ChainSource, cli_command
 from core.config import GenerateConfig, MoteConfig, load_preset, preset_names
-from core.questions import ImportReport, Question
-from core.subjects import BASE_PREFIX
+from core.data.questions import ImportReport, Question
+from core.decoding.subjects import BASE_PREFIX
 from jobs.cli import format_job_detail
 from jobs.db import database_url
 from jobs.queue import JobQueue
@@ -42,7 +42,7 @@ CONFIGS_DIR = "configs"
 
 @dataclass(frozen=True)
 class ChatSubjectChoice:
-    """A model the chat tab can talk to: its label and the spec core.subjects loads."""
+    """A model the chat tab can talk to: its label and the spec core.decoding.subjects loads."""
 
     label: str
     spec: str

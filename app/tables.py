@@ -10,7 +10,7 @@ import pandas as pd
 from app.chain_browser import ChainView
 from app.job_views import JobRow, TrainingMonitor, format_duration
 from app.system_info import GpuRow
-from core.questions import ImportReport, Question
+from core.data.questions import ImportReport, Question
 
 PREVIEW_ROWS = 200
 QUESTION_COLUMNS = ["id", "kind", "category", "question"]

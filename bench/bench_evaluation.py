@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import ExpertConfig  # noqa: E402
 from core.evaluation.runner import EvalSettings, plan_prompts  # noqa: E402
-from core.inference import GenerationSettings  # noqa: E402
-from core.model import build_mote_model  # noqa: E402
+from core.decoding.chain_programs import GenerationSettings  # noqa: E402
+from core.experts.model import build_mote_model  # noqa: E402
 from core.model_source import default_home, load_base_model  # noqa: E402
 from core.stages import ChainShape  # noqa: E402
-from core.subjects import BaseSubject, ChatSubject, MoteSubject, load_subject  # noqa: E402
+from core.decoding.subjects import BaseSubject, ChatSubject, MoteSubject, load_subject  # noqa: E402
 
 
 def timed(subject: ChatSubject, prompts: list[str], settings: GenerationSettings, batch_size: int) -> tuple[float, dict[int, str]]:

@@ -1,4 +1,4 @@
-"""Why core.expert_layer computes all four experts densely: timed against two sparse layouts.
+"""Why core.experts.layer computes all four experts densely: timed against two sparse layouts.
 
 A MoTE token needs only two experts (its stage's and the shared one), yet StepExpertLinear runs
 all four for every token and masks them with the gates: 4x the adapter FLOPs of one LoRA. This
@@ -32,8 +32,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from core.config import QuestionRouting  # noqa: E402
-from core.expert_layer import StepExpertLinear  # noqa: E402
-from core.routing import ExpertLayout, ExpertRouter  # noqa: E402
+from core.experts.layer import StepExpertLinear  # noqa: E402
+from core.experts.routing import ExpertLayout, ExpertRouter  # noqa: E402
 from core.stages import QUESTION_STAGE_ID, Stage  # noqa: E402
 
 SMOLLM2_SHAPES = [(576, 576), (576, 192), (576, 192), (576, 576), (576, 1536), (576, 1536), (1536, 576)]

@@ -10,7 +10,7 @@ medians and of minima, and a warning when other processes shared the CPUs.
 Models: `tiny` (tests/tiny_model.py) and `smollm2` (bundled SmolLM2-135M-Instruct). Training:
 2 full chains fitted to 256 tokens each, rank 16, lora_alpha 32, AdamW lr 2e-5, clip 1.0, fp32.
 
-- mote_vs_lora_step [goal <= 1.10]: MoTE train step (core.training.train_step, with the first
+- mote_vs_lora_step [goal <= 1.10]: MoTE train step (core.training.loop.train_step, with the first
   p_skip=0.2 draw that skips a stage: the 4-D mask path) / the app's `lora` baseline (one LoRA,
   same rank, no skipping) on the same sequences. mote_noskip_vs_lora_step: MoTE on that batch.
 - naive_vs_mote_step [>= 2.5]: PEFT-style routing (4 adapters; per step expert: activate
@@ -21,7 +21,7 @@ Models: `tiny` (tests/tiny_model.py) and `smollm2` (bundled SmolLM2-135M-Instruc
   pipeline without step skipping builds / epoch with p_skip masks over the chains only (same
   session, micro-batch 2, all three chain shapes; the two epochs' steps interleaved, each step
   timed, sums per variant); materialised_vs_onepass_tokens for reference.
-- mote_vs_base_gen_tps [>= 0.95]: tokens/s of core.inference.generate_chain (full path, stage
+- mote_vs_base_gen_tps [>= 0.95]: tokens/s of core.decoding.chain_programs.generate_chain (full path, stage
   limits = the median stage lengths of the bundled sample chains, 183 new tokens with markers,
   greedy, fold_experts=True, fold buffers kept between chains as chat and evaluation keep them)
   / HF generate on the base model (KV cache, same prompt and token count);
@@ -55,14 +55,14 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from core.chains import Chain, bundled_sample_chains_path, load_chains_jsonl  # noqa: E402
+from core.data.chains import Chain, bundled_sample_chains_path, load_chains_jsonl  # noqa: E402
 from core.config import DEFAULT_TARGET_MODULES, DataConfig, ExpertConfig, TrainConfig  # noqa: E402
-from core.dataset import IGNORE_INDEX, Batch, EncodedChain, collate, draw_choices, encode_chain  # noqa: E402
-from core.inference import GenerationSettings, generate_chain  # noqa: E402
-from core.model import MoteModel, add_stage_markers, build_mote_model  # noqa: E402
+from core.data.dataset import IGNORE_INDEX, Batch, EncodedChain, collate, draw_choices, encode_chain  # noqa: E402
+from core.decoding.chain_programs import GenerationSettings, generate_chain  # noqa: E402
+from core.experts.model import MoteModel, add_stage_markers, build_mote_model  # noqa: E402
 from core.model_source import default_home, load_base_model  # noqa: E402
 from core.stages import CHAIN_STAGES, QUESTION_STAGE_ID, ChainShape, Stage  # noqa: E402
-from core.training import make_accelerator, make_optimizer, micro_batches, prepare, token_loss_sum, train_step  # noqa: E402
+from core.training.loop import make_accelerator, make_optimizer, micro_batches, prepare, token_loss_sum, train_step  # noqa: E402
 
 SEQ_LEN, RANK, LORA_ALPHA, LR, P_SKIP, SEED = 256, 16, 32.0, 2e-5, 0.2, 0
 STEP_CHAINS = (36, 37)  # two full chains of the bundled sample file
@@ -156,7 +156,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def mote_step_fn(mote: MoteModel, samples: list[EncodedChain], args: argparse.Namespace) -> Callable[[Batch], object]:
-    """core.training's own session; returns run(batch) = one optimizer step on that batch."""
+    """core.training.loop's own session; returns run(batch) = one optimizer step on that batch."""
     session = prepare(mote, samples, train_config(args), accelerator=args.accelerator)
     return lambda batch: train_step(session, [batch])
 

@@ -20,12 +20,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.batched_generation import LocalGenerator  # noqa: E402
-from core.chain_store import JsonlChainSink  # noqa: E402
+from core.decoding.completions import LocalGenerator  # noqa: E402
+from core.data.chain_store import JsonlChainSink  # noqa: E402
 from core.config import GenerateConfig  # noqa: E402
-from core.generation import generate_chains  # noqa: E402
+from core.synthesis.pipeline import generate_chains  # noqa: E402
 from core.model_source import default_home, load_base_model  # noqa: E402
-from core.prompts import load_prompt_set  # noqa: E402
+from core.synthesis.prompts import load_prompt_set  # noqa: E402
 
 QUESTIONS_FILE = Path(__file__).resolve().parent.parent / "assets" / "questions" / "train.jsonl"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from core.paths import ASSETS_DIR
 
 
 class Method(str, enum.Enum):
@@ -249,7 +250,7 @@ def resolve_method(config: MoteConfig) -> MoteConfig:
     return resolved
 
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
+PRESETS_DIR = ASSETS_DIR / "presets"
 
 
 def preset_names() -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from core.paths import DOCS_DIR
 from core.config import (
     PRESETS_DIR,
     GenerateConfig,
@@ -28,7 +29,7 @@ from core.config import (
     preset_names,
 )
 
-REFERENCE_PATH = Path(__file__).resolve().parent.parent / "docs" / "config-reference.md"
+REFERENCE_PATH = DOCS_DIR / "config-reference.md"
 REGENERATE_COMMAND = "python launch.py config-reference --write docs/config-reference.md"
 #: The configs a user writes; the dataclasses nested in their fields get sections of their own.
 ROOT_CONFIGS: tuple[type, ...] = (MoteConfig, GenerateConfig)

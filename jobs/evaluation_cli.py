@@ -96,7 +96,7 @@ def study_config(path: str | Path) -> dict[str, Any]:
         if data.get(key) is not None:
             train[key] = str((file.parent / data[key]).resolve()) if key == "chains" else data[key]
     if not data.get("generate") and not any(train.get(k) for k in ("chains", "chain_dataset_id", "chains_from_job")):
-        from core.chains import bundled_sample_chains_path
+        from core.data.chains import bundled_sample_chains_path
 
         train["chains"] = str(bundled_sample_chains_path())
     return {"generate": data.get("generate"), "train": train, "methods": data.get("methods") or ["mote", "lora", "sft"],

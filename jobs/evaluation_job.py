@@ -24,7 +24,7 @@ from jobs.results import upsert
 
 
 def subject_source(session: Session, subject: SubjectSpec) -> tuple[str, int | None]:
-    """What core.subjects.load_subject takes ('base:<model>' or a run folder) and the run row id."""
+    """What core.decoding.subjects.load_subject takes ('base:<model>' or a run folder) and the run row id."""
     if subject.base:
         return f"base:{subject.base}", None
     if subject.run:
@@ -126,7 +126,7 @@ def run_evaluate(ctx: Any) -> Any:
         plan_prompts,
     )
     from core.evaluation.summary import summarise
-    from core.subjects import load_subject
+    from core.decoding.subjects import load_subject
     from jobs.worker import Outcome
 
     spec = parse_evaluate(ctx.job.config)

@@ -95,8 +95,8 @@ def record_metric(session: Session, run_id: int, job_id: int, step: int, metrics
 
 
 def sync_checkpoints(session: Session, run_id: int, run_dir: Path) -> None:
-    """One Checkpoint row per complete checkpoint folder on disk (see core.checkpoint)."""
-    from core.checkpoint import STATE_FILE
+    """One Checkpoint row per complete checkpoint folder on disk (see core.training.checkpoint)."""
+    from core.training.checkpoint import STATE_FILE
 
     folder = Path(run_dir) / "checkpoints"
     if not folder.is_dir():

@@ -1,4 +1,4 @@
-"""Chain sinks backed by the database (core.generation.ChainSink), for generate jobs.
+"""Chain sinks backed by the database (core.synthesis.pipeline.ChainSink), for generate jobs.
 
 Why the database is the primary copy: a retried generate job asks `done_ids()` which questions
 are finished, and the UI browses chains while the job runs; the JSONL file in the run folder is
@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.chain_store import JsonlChainSink
+from core.data.chain_store import JsonlChainSink
 from jobs.records import Chain
 from jobs.results import chain_records, upsert
 

@@ -121,7 +121,7 @@ def parse_train(data: Any, where: str = "train config", *, chains_required: bool
 
 
 def parse_generate(data: Any, where: str = "generate config") -> GenerateSpec:
-    from core.questions import bundled_sets
+    from core.data.questions import bundled_sets
 
     data = _only(where, data, {"generate", "questions", "model", "limit", "dataset_name", "out"})
     settings = _only(f"{where}: generate", data.get("generate") or {},

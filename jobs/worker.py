@@ -70,7 +70,7 @@ def _store_question_set_once(sessions: sessionmaker[Session], name: str, source:
 
 
 def load_training_chains(session: Session, config: dict) -> list:
-    from core.chains import bundled_sample_chains_path, chain_from_dict, load_chains_jsonl
+    from core.data.chains import bundled_sample_chains_path, chain_from_dict, load_chains_jsonl
 
     if config.get("chains"):
         return load_chains_jsonl(config["chains"])
@@ -89,7 +89,7 @@ def load_training_chains(session: Session, config: dict) -> list:
 
 
 def run_train(ctx: WorkerContext) -> Outcome:
-    from core.recipe import EXPORT_DIR, run_training, setup_run
+    from core.training.recipe import EXPORT_DIR, run_training, setup_run
     from jobs.specs import parse_train
 
     spec = parse_train(ctx.job.config)
@@ -113,11 +113,11 @@ def run_train(ctx: WorkerContext) -> Outcome:
 
 
 def run_generate(ctx: WorkerContext) -> Outcome:
-    from core.chain_store import JsonlChainSink
-    from core.generation import generate_chains
-    from core.generators import build_generator
-    from core.prompts import load_prompt_set
-    from core.questions import load_question_set
+    from core.data.chain_store import JsonlChainSink
+    from core.synthesis.pipeline import generate_chains
+    from core.synthesis.generators import build_generator
+    from core.synthesis.prompts import load_prompt_set
+    from core.data.questions import load_question_set
     from jobs.sinks import DatabaseChainSink, MirroredChainSink
     from jobs.specs import parse_generate
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core.chains import Chain
+from core.data.chains import Chain
 from core.config import ExpertConfig
-from core.model import MoteModel, build_mote_model
+from core.experts.model import MoteModel, build_mote_model
 from core.stages import Stage, StageSegment
 from tests.tiny_model import save_tiny_model_dir
 

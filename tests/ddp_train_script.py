@@ -14,8 +14,8 @@ import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 
 from core.config import DataConfig, TrainConfig  # noqa: E402
-from core.dataset import encode_chains  # noqa: E402
-from core.training import train_experts  # noqa: E402
+from core.data.dataset import encode_chains  # noqa: E402
+from core.training.loop import train_experts  # noqa: E402
 from tests.conftest import short_chains, tiny_mote  # noqa: E402
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.generation import Completion, CompletionRequest
+from core.synthesis.pipeline import Completion, CompletionRequest
 
 Script = Callable[[CompletionRequest, int], str]
 

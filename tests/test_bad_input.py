@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from core.chains import ChainFormatError, chain_from_dict, load_chains_jsonl
+from core.data.chains import ChainFormatError, chain_from_dict, load_chains_jsonl
 from core.config import DataConfig, ExpertConfig, MoteConfig, TrainConfig
-from core.dataset import EmptyDatasetError, encode_chains
-from core.model import build_mote_model
+from core.data.dataset import EmptyDatasetError, encode_chains
+from core.experts.model import build_mote_model
 from core.model_source import ModelSourceError, load_base_model
 from tests.conftest import load_tiny, tiny_mote
 

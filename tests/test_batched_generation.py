@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from core.batched_generation import LocalGenerator
-from core.chain_store import JsonlChainSink
+from core.decoding.completions import LocalGenerator
+from core.data.chain_store import JsonlChainSink
 from core.config import GenerateConfig
-from core.generation import CompletionRequest, generate_chains
-from core.prompts import load_prompt_set
+from core.synthesis.pipeline import CompletionRequest, generate_chains
+from core.synthesis.prompts import load_prompt_set
 from tests.conftest import load_tiny
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.chains import bundled_sample_chains_path, load_chains_jsonl
+from core.data.chains import bundled_sample_chains_path, load_chains_jsonl
 from core.config import load_preset
-from core.inference import GenerationSettings, generate_chain
-from core.recipe import load_trained, run_training, setup_run
+from core.decoding.chain_programs import GenerationSettings, generate_chain
+from core.training.recipe import load_trained, run_training, setup_run
 from core.stages import ChainShape, Stage
 
 pytestmark = pytest.mark.model

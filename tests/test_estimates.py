@@ -1,7 +1,7 @@
 """The paper-preset estimates rest on arithmetic that can be checked against a real model."""
 from __future__ import annotations
 
-from core.estimates import KNOWN_SHAPES, ModelShape, RunShape, estimate
+from core.training.estimates import KNOWN_SHAPES, ModelShape, RunShape, estimate
 from tests.conftest import tiny_mote
 
 

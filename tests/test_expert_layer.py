@@ -5,7 +5,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from core.config import QuestionRouting
-from core.export import apply_token_rows, export_mote, load_mote_model
+from core.experts.export import apply_token_rows, export_mote, load_mote_model
 from core.stages import QUESTION_STAGE_ID, Stage
 from tests.conftest import load_tiny, tiny_mote
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.inference import ChainOutput, GenerationSettings, generate_chain, stream_chain
+from core.decoding.chain_programs import ChainOutput, GenerationSettings, generate_chain, stream_chain
 from core.stages import ChainShape, Stage
 from tests.conftest import tiny_mote
 

@@ -6,11 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from core.chain_store import JsonlChainSink, chain_statistics, statistics_table
-from core.chains import load_chains_jsonl
+from core.data.chain_store import JsonlChainSink, chain_statistics, statistics_table
+from core.data.chains import load_chains_jsonl
 from core.config import FlaggedPolicy, GenerateConfig
-from core.generation import generate_chains, parse_verdict
-from core.prompts import load_prompt_set
+from core.synthesis.pipeline import generate_chains, parse_verdict
+from core.synthesis.prompts import load_prompt_set
 from tests.scripted_generator import ScriptedGenerator
 
 PROMPTS = load_prompt_set()

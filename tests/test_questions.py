@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from core.leakage import deduplicate_across, drop_leakage, find_leakage
-from core.questions import (
+from core.data.leakage import deduplicate_across, drop_leakage, find_leakage
+from core.data.questions import (
     ColumnMapping,
     Question,
     QuestionImportError,

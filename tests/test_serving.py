@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from core.inference import GenerationSettings, StageEvent
-from core.openai_client import OpenAIChatClient
-from core.serving import build_app, start_in_thread
-from core.serving_schema import StopScanner, cut_at_stop
+from core.decoding.chain_programs import GenerationSettings, StageEvent
+from core.synthesis.http_generator import OpenAIChatClient
+from core.serving.server import build_app, start_in_thread
+from core.serving.schema import StopScanner, cut_at_stop
 from core.stages import ChainShape, Stage
-from core.subjects import BaseSubject, ChatSubject, MoteSubject, SubjectKind
+from core.decoding.subjects import BaseSubject, ChatSubject, MoteSubject, SubjectKind
 from tests.conftest import load_tiny
 from tests.test_generation import trained_looking_mote
 

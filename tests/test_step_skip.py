@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from core.config import DataConfig
-from core.dataset import SampleChoices, collate, encode_chain
+from core.data.dataset import SampleChoices, collate, encode_chain
 from core.stages import Stage
 from tests.conftest import short_chains, tiny_mote
 

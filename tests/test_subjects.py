@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from core.config import Method
-from core.export import export_mote
-from core.inference import GenerationSettings, generate_chain
+from core.experts.export import export_mote
+from core.decoding.chain_programs import GenerationSettings, generate_chain
 from core.stages import ChainShape, Stage
-from core.subjects import (
+from core.decoding.subjects import (
     BaseSubject,
     MoteSubject,
     PromptError,

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from core.config import DataConfig, TrainConfig
-from core.dataset import encode_chains
-from core.training import train_experts
+from core.data.dataset import encode_chains
+from core.training.loop import train_experts
 from tests.conftest import short_chains, tiny_mote
 
 DATA = DataConfig(max_length=256, p_skip=0.3)
@@ -68,7 +68,7 @@ def test_resume_from_mid_run_checkpoint_matches_uninterrupted_run(tiny_dir, tmp_
 
 def test_optimizer_is_fused_on_cpu_and_takes_the_per_tensor_loops_step():
     """The fused AdamW (one kernel over all tensors) is the same maths as the per-tensor loop."""
-    from core.training import make_optimizer
+    from core.training.loop import make_optimizer
 
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(5))]

@@ -11,9 +11,9 @@ from app.chat_runtime import ChatRuntime, PaneState, stream_panes
 from app.errors import user_facing
 from app.render import render_pane
 from app.services import Services
-from core.inference import GenerationSettings
+from core.decoding.chain_programs import GenerationSettings
 from core.stages import ChainShape
-from core.subjects import BASE_PREFIX
+from core.decoding.subjects import BASE_PREFIX
 
 PANES = 3
 PATHS = {"model's choice": None, "answer only": ChainShape.ANSWER_ONLY,

@@ -10,7 +10,7 @@ from app.errors import user_facing
 from app.services import Services
 from app.tables import chains_table, questions_table, rejected_table
 from core.config import FlaggedPolicy
-from core.questions import QuestionKind
+from core.data.questions import QuestionKind
 from core.stages import ChainShape
 from jobs.records import JobKind
 

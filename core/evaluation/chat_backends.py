@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
-from core.generation import Completion, CompletionRequest
-from core.openai_client import EndpointError, OpenAIChatClient
+from core.synthesis.pipeline import Completion, CompletionRequest
+from core.synthesis.http_generator import EndpointError, OpenAIChatClient
 
 if TYPE_CHECKING:
-    from core.batched_generation import LocalGenerator
+    from core.decoding.completions import LocalGenerator
 
 Conversation = list[dict[str, str]]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -60,7 +60,7 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
 class LocalChatBackend:
     """A local causal LM (folder, hub id when online, or the bundled default alias).
 
-    Generation reuses core.batched_generation.LocalGenerator: the tokenizer's chat template,
+    Generation reuses core.decoding.completions.LocalGenerator: the tokenizer's chat template,
     left-padded rows, `batch_size` rows at a time, each row stopping on its own. Greedy at
     temperature 0; above it, row i of a call samples with seed `seed + i`, so retries that pass
     a fresh seed per attempt get fresh text.
@@ -83,7 +83,7 @@ class LocalChatBackend:
 
     def _load(self) -> LocalGenerator:
         if self._generator is None:
-            from core.batched_generation import LocalGenerator
+            from core.decoding.completions import LocalGenerator
             from core.model_source import load_base_model
 
             device = pick_device(self.device)

@@ -21,7 +21,7 @@ from typing import Any
 
 from core.evaluation.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_mean
 from core.evaluation.types import Answer, Aspect, Verdict
-from core.questions import QuestionKind
+from core.data.questions import QuestionKind
 from core.stages import STAGE_NAMES, ChainShape
 
 #: Share of each prompt's jailbreaks kept by goodness@0.1 (the most effective ones).

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.evaluation.types import Aspect
+from core.paths import ASSETS_DIR
 
-RUBRICS_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "rubrics"
+RUBRICS_DIR = ASSETS_DIR / "rubrics"
 PLACEHOLDERS = ("question", "answer")
 _PLACEHOLDER = re.compile(r"\{(question|answer)\}")
 _DECORATION = "*_`> \t"

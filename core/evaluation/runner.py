@@ -20,8 +20,8 @@ from typing import Any
 
 from core.evaluation.jailbreaks import families, parse_family, wrap
 from core.evaluation.types import Answer, Aspect, Judge, Verdict
-from core.inference import GenerationSettings
-from core.questions import Question, QuestionKind, load_question_set
+from core.decoding.chain_programs import GenerationSettings
+from core.data.questions import Question, QuestionKind, load_question_set
 from core.stages import ChainShape
 
 DEFAULT_SETS = ("eval_harmful", "eval_helpful", "eval_benign")
@@ -125,7 +125,7 @@ def plan_prompts(settings: EvalSettings) -> list[PlannedPrompt]:
 def answer_prompts(subject: Any, plan: Sequence[PlannedPrompt], settings: EvalSettings, *, done: set[str],
                    on_answer: Callable[[Answer], None], should_stop: ShouldStop = lambda: False,
                    progress: Progress | None = None) -> bool:
-    """Ask `subject` (a core.subjects.ChatSubject) every planned prompt not in `done`.
+    """Ask `subject` (a core.decoding.subjects.ChatSubject) every planned prompt not in `done`.
     Returns True when stopped early; every finished answer has already reached `on_answer`."""
     generation = settings.generation()
     todo = [p for p in plan if p.sample_id not in done]

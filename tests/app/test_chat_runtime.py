@@ -8,10 +8,10 @@ import pytest
 
 from app.chat_runtime import ChatRuntime, PaneState, StageBlock, stream_panes
 from app.render import expert_class, render_pane
-from core.export import export_mote
-from core.inference import GenerationSettings
+from core.experts.export import export_mote
+from core.decoding.chain_programs import GenerationSettings
 from core.stages import ChainShape
-from core.subjects import load_subject
+from core.decoding.subjects import load_subject
 from tests.test_generation import trained_looking_mote
 
 FULL = GenerationSettings(max_stage_tokens=4, min_stage_tokens=2, path=ChainShape.FULL)

@@ -23,7 +23,7 @@ from app.train_form import (
     form_values,
     with_named_parameters,
 )
-from core.chains import load_chains_jsonl
+from core.data.chains import load_chains_jsonl
 from core.config import MoteConfig, load_preset, preset_names
 from jobs.gpus import GpuInfo, GpuProcess, GpuStatus
 from jobs.lifecycle import new_job

@@ -7,9 +7,9 @@ import pytest
 
 from core.evaluation.judge_config import JudgeConfig, build_checked_judge
 from core.evaluation.types import Answer, Aspect
-from core.inference import GenerationSettings
-from core.serving import build_app, start_in_thread
-from core.subjects import BaseSubject
+from core.decoding.chain_programs import GenerationSettings
+from core.serving.server import build_app, start_in_thread
+from core.decoding.subjects import BaseSubject
 from tests.conftest import load_tiny
 
 

@@ -30,7 +30,7 @@ from core.evaluation.llm_judge import LLMJudge
 from core.evaluation.rubrics import RubricError, load_rubric, parse_verdict
 from core.evaluation.types import Answer, Aspect, Judge
 from core.model_source import ModelSourceError
-from core.openai_client import EndpointError
+from core.synthesis.http_generator import EndpointError
 from tests.tiny_model import build_tiny_tokenizer
 
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
-from core.chains import save_chains_jsonl
+from core.data.chains import save_chains_jsonl
 from jobs.processes import is_our_worker
 from jobs.queue import JobQueue
 from jobs.records import Job, JobStatus

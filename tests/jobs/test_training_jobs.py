@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from core.checkpoint import latest_checkpoint
-from core.export import read_manifest
+from core.training.checkpoint import latest_checkpoint
+from core.experts.export import read_manifest
 from jobs.gpus import list_gpus
 from jobs.records import Checkpoint, JobKind, JobStatus, Metric, TrainingRun
 from tests.jobs.conftest import job_row, train_config, wait_finished, wait_for

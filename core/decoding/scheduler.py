@@ -2,12 +2,12 @@
 
 Why: decoding one sequence at a time reads every weight for a single token, so a CPU or GPU
 sits mostly idle, and an evaluation asks hundreds of questions. Each row here runs its own
-chain program (core.inference.chain_program for MoTE runs and baselines, the base subject's
+chain program (core.decoding.chain_programs.chain_program for MoTE runs and baselines, the base subject's
 program for plain models): the same stage logic and the same sampler, with its own seeded
 generator, so a row's tokens do not depend on its neighbours. Each step feeds every row's next
 token with its own stage id in one batched forward (MoTE experts routed per token, not folded:
 rows are in different stages). Rows are left-padded, finish on their own and are refilled from
-the queue, as in core.batched_generation; a new row is prefilled alone and spliced into the
+the queue, as in core.decoding.completions; a new row is prefilled alone and spliced into the
 running KV cache. Models whose cache layers are not plain dynamic layers (sliding-window) are
 refilled only when the batch drains.
 """
@@ -21,8 +21,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from core.inference import ChainProgram, Feed, StageEvent
-from core.kv_rows import keep_rows, merge_rows
+from core.decoding.chain_programs import ChainProgram, Feed, StageEvent
+from core.decoding.kv_rows import keep_rows, merge_rows
 
 #: forward(input_ids, stage_ids, attention_mask, position_ids, cache) -> logits (batch, vocab) after the last token.
 BatchForward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, DynamicCache], torch.Tensor]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.stages import CHAIN_STAGES, ChainShape, Stage, StageSegment, parse_stage, shape_of
+from core.paths import ASSETS_DIR
 
 
 class ChainFormatError(ValueError):
@@ -128,4 +129,4 @@ def save_chains_jsonl(chains: list[Chain], path: str | Path) -> None:
 
 def bundled_sample_chains_path() -> Path:
     """The project's own sample chains, so training runs before any generation."""
-    return Path(__file__).resolve().parent.parent / "assets" / "chains" / "sample_chains.jsonl"
+    return ASSETS_DIR / "chains" / "sample_chains.jsonl"

@@ -21,7 +21,7 @@ from core.config import ExpertConfig, QuestionRouting
 from core.stages import CHAIN_STAGES, PAD_STAGE_ID, QUESTION_STAGE_ID, Stage
 
 if TYPE_CHECKING:
-    from core.expert_layer import StepExpertLinear
+    from core.experts.layer import StepExpertLinear
 
 SHARED_EXPERT = "shared"
 SINGLE_EXPERT = "lora"

@@ -1,4 +1,4 @@
-"""Request and response bodies of the OpenAI-compatible server (see core/serving.py for the format).
+"""Request and response bodies of the OpenAI-compatible server (see core/serving/server.py for the format).
 
 Why apart from the app: the wire format (what a client sends, what each JSON object holds) is the
 documented contract; keeping it in pydantic models and small pure builders lets it be read and
@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.inference import GenerationSettings
+from core.decoding.chain_programs import GenerationSettings
 from core.stages import ChainShape, Stage
-from core.subjects import StageText, SubjectReply
+from core.decoding.subjects import StageText, SubjectReply
 
 #: Upper bound of any token limit a request may ask for (a typo must not tie up the model for hours).
 MAX_REQUEST_TOKENS = 32768

@@ -11,7 +11,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from core.questions import Question
+from core.data.questions import Question
 
 _WORD = re.compile(r"\w+")
 

@@ -1,7 +1,7 @@
 """Row surgery on a left-padded batch's KV cache: splice new rows in, keep some rows.
 
-Why its own module: continuous batching (core.batched_generation for plain completions,
-core.batched_chains for stage-aware chains) refills a running batch as rows finish; both need
+Why its own module: continuous batching (core.decoding.completions for plain completions,
+core.decoding.scheduler for stage-aware chains) refills a running batch as rows finish; both need
 the same two operations on a transformers DynamicCache and its 2-D attention mask.
 """
 from __future__ import annotations

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from core.chains import Chain
+from core.data.chains import Chain
 from core.config import MoteConfig, resolve_method
-from core.dataset import EncodedChain, encode_chains
-from core.export import export_mote, load_mote_model, read_manifest
-from core.model import MoteModel, build_mote_model
+from core.data.dataset import EncodedChain, encode_chains
+from core.experts.export import export_mote, load_mote_model, read_manifest
+from core.experts.model import MoteModel, build_mote_model
 from core.model_source import inference_placement, load_base_model
-from core.training import ProgressReporter, TrainResult, train_experts
+from core.training.loop import ProgressReporter, TrainResult, train_experts
 
 Say = Callable[[str], None]
 EXPORT_DIR = "export"

@@ -15,8 +15,9 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from core.paths import ASSETS_DIR
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
+PROMPTS_DIR = ASSETS_DIR / "prompts"
 TEMPLATE_NAMES = ("analysis", "guidance", "answer", "check")
 _SECTION = re.compile(r"^### (\w+)\s*$")
 _KNOWN = {"system", "user", "assistant_prefix", "context_analysis", "context_guidance", "example_user", "example_assistant"}

@@ -6,19 +6,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.config import GenerateConfig
-from core.generation import TextGenerator
+from core.synthesis.pipeline import TextGenerator
 from core.model_source import inference_placement, load_base_model
 
 
 def build_generator(config: GenerateConfig, model: str, *, home: Path | None = None, say: Callable[[str], None] = print) -> TextGenerator:
     """'self' -> `model` (the model being aligned); 'openai' -> the endpoint; else a local model."""
     if config.generator == "openai":
-        from core.openai_client import HttpGenerator, OpenAIChatClient
+        from core.synthesis.http_generator import HttpGenerator, OpenAIChatClient
 
         client = OpenAIChatClient(config.endpoint_url, config.endpoint_model, api_key_env=config.api_key_env)
         client.check()
         return HttpGenerator(client, concurrency=config.batch_size)
-    from core.batched_generation import LocalGenerator
+    from core.decoding.completions import LocalGenerator
 
     name = model if config.generator == "self" else config.generator
     base, tokenizer = load_base_model(name, home, say=say, **inference_placement())

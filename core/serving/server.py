@@ -67,8 +67,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.inference import GenerationSettings, StageEvent
-from core.serving_schema import (
+from core.decoding.chain_programs import GenerationSettings, StageEvent
+from core.serving.schema import (
     ChatCompletionRequest,
     RequestError,
     StopScanner,
@@ -80,7 +80,7 @@ from core.serving_schema import (
     usage,
 )
 from core.stages import Stage
-from core.subjects import ChatSubject, PromptError, SubjectReply
+from core.decoding.subjects import ChatSubject, PromptError, SubjectReply
 
 log = logging.getLogger(__name__)
 DONE = "data: [DONE]\n\n"

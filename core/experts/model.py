@@ -15,10 +15,10 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core.config import ExpertConfig, QuestionRouting
-from core.expert_layer import StepExpertLinear
-from core.routing import ExpertLayout, ExpertRouter
+from core.experts.layer import StepExpertLinear
+from core.experts.routing import ExpertLayout, ExpertRouter
 from core.stages import ALL_MARKERS, END_MARKERS, START_MARKERS, Stage
-from core.token_rows import TokenRows, install_token_rows
+from core.experts.token_rows import TokenRows, install_token_rows
 
 ALL_LINEAR = "all-linear"
 

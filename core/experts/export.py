@@ -25,8 +25,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedModel
 
 from core.config import ExpertConfig
-from core.model import MoteModel, build_mote_model
-from core.routing import SHARED_EXPERT
+from core.experts.model import MoteModel, build_mote_model
+from core.experts.routing import SHARED_EXPERT
 from core.stages import STAGE_LABELS, Stage
 
 FORMAT_VERSION = 1

@@ -21,10 +21,10 @@ import torch
 from accelerate import Accelerator
 from torch.nn import functional as F
 
-from core.checkpoint import TrainState, checkpoint_dir, latest_checkpoint, load_checkpoint, save_checkpoint
+from core.training.checkpoint import TrainState, checkpoint_dir, latest_checkpoint, load_checkpoint, save_checkpoint
 from core.config import DataConfig, TrainConfig
-from core.dataset import IGNORE_INDEX, Batch, EncodedChain, collate, draw_choices
-from core.model import MoteModel, expert_state_dict
+from core.data.dataset import IGNORE_INDEX, Batch, EncodedChain, collate, draw_choices
+from core.experts.model import MoteModel, expert_state_dict
 
 
 class ProgressReporter(Protocol):

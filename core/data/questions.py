@@ -9,8 +9,8 @@ Row numbers are the ones a person would look up: the line number for JSONL; the 
 for CSV/TSV (the header is row 1, so the first data row is row 2); the 1-based item or row index
 for a JSON list, Parquet and Hugging Face datasets.
 
-File formats are read by `core.question_readers`; duplicates across sets and train/eval leakage
-are found by `core.leakage`.
+File formats are read by `core.data.question_readers`; duplicates across sets and train/eval leakage
+are found by `core.data.leakage`.
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from core.question_readers import QuestionImportError, _RawRow, _read_source, _Table
+from core.data.question_readers import QuestionImportError, _RawRow, _read_source, _Table
+from core.paths import ASSETS_DIR
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "questions"
+BUNDLED_DIR = ASSETS_DIR / "questions"
 #: Auto-detected question columns, first match wins (compared case-insensitively).
 QUESTION_COLUMNS = ("question", "prompt", "instruction", "messages", "conversations", "text")
 #: Columns that hold a conversation: a list of {role, content} (OpenAI) or {from, value} (ShareGPT).

@@ -2,7 +2,7 @@
 
 Why a module of its own: each format has its own failure modes (a broken line, a bad byte, a
 missing split); here they become rows with a `problem`, so one bad row never aborts a file and
-`core.questions` can report it with its row number.
+`core.data.questions` can report it with its row number.
 """
 from __future__ import annotations
 

@@ -16,10 +16,10 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
-from core.generation import Completion, CompletionRequest
-from core.inference import sample_token
-from core.kv_rows import keep_rows, merge_rows
-from core.model import cache_kwargs
+from core.synthesis.pipeline import Completion, CompletionRequest
+from core.decoding.chain_programs import sample_token
+from core.decoding.kv_rows import keep_rows, merge_rows
+from core.experts.model import cache_kwargs
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.config import FlaggedPolicy, GenerateConfig
-from core.prompts import PromptSet
+from core.synthesis.prompts import PromptSet
 from core.stages import ChainShape
 
 _VERDICT = re.compile(r"^\s*verdict\s*:\s*(.*?)\s*$", re.IGNORECASE)

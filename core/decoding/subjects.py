@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from core.batched_chains import ChainJob, run_batched
+from core.decoding.scheduler import ChainJob, run_batched
 from core.config import Method
-from core.dataset import chat_prefix_suffix
-from core.export import MOTE_FILE, read_manifest
-from core.inference import (
+from core.data.dataset import chat_prefix_suffix
+from core.experts.export import MOTE_FILE, read_manifest
+from core.decoding.chain_programs import (
     ChainOutput,
     ChainProgram,
     Feed,
@@ -38,7 +38,7 @@ from core.inference import (
     drive,
     stream_chain,
 )
-from core.model import MoteModel, cache_kwargs
+from core.experts.model import MoteModel, cache_kwargs
 from core.stages import QUESTION_STAGE_ID, ChainShape, Stage, shape_of
 
 BASE_PREFIX = "base:"
@@ -179,7 +179,7 @@ class ChatSubject(abc.ABC):
     def answer_many(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None, *, batch_size: int = 8,
                     should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, SubjectReply]]:
         """(index, reply) for every prompt, in the order they finish, `batch_size` decoded together
-        (core.batched_chains): each reply is what `answer` gives for that prompt alone, up to
+        (core.decoding.scheduler): each reply is what `answer` gives for that prompt alone, up to
         floating-point noise of the batched matmuls. Stops between steps when `should_stop()`
         (replies in flight are dropped). The subject's lock is held until the iterator ends."""
         parsed = [_question_and_settings(prompt, settings) for prompt in prompts]
@@ -207,7 +207,7 @@ class ChatSubject(abc.ABC):
 
 
 class BatchingSubject(ChatSubject):
-    """A subject whose replies can be decoded many at a time (core.batched_chains)."""
+    """A subject whose replies can be decoded many at a time (core.decoding.scheduler)."""
 
     device: torch.device
 
@@ -234,7 +234,7 @@ class BatchingSubject(ChatSubject):
     @abc.abstractmethod
     def _batch_forward(self, ids: torch.Tensor, stages: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
                        cache: DynamicCache) -> torch.Tensor:
-        """One batched step for core.batched_chains: logits (batch, vocab) after the last token."""
+        """One batched step for core.decoding.scheduler: logits (batch, vocab) after the last token."""
 
 
 class MoteSubject(BatchingSubject):
@@ -379,7 +379,7 @@ def load_subject(spec: str, *, home: Path | None = None, say: Say = print) -> Ch
         model, tokenizer = load_base_model(name, home, say=say, **inference_placement())
         return BaseSubject(model, tokenizer, label=spec)
     export = _export_folder(spec)
-    from core.recipe import load_trained
+    from core.training.recipe import load_trained
 
     manifest = read_manifest(export)
     method = _recorded_method(manifest)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from core.dataset import chat_prefix_suffix
-from core.model import MoteModel, cache_kwargs
+from core.data.dataset import chat_prefix_suffix
+from core.experts.model import MoteModel, cache_kwargs
 from core.stages import (
     QUESTION_STAGE_ID,
     ChainShape,
@@ -219,7 +219,7 @@ def stream_chain(
 def chain_program(mote: MoteModel, settings: GenerationSettings, sampler: Sampler, logits: torch.Tensor,
                   output: ChainOutput) -> ChainProgram:
     """The stage logic of one chain after its prompt (`logits` follow the prompt), independent of
-    how tokens reach the model: one chain at a time (stream_chain) or many (core.batched_chains)."""
+    how tokens reach the model: one chain at a time (stream_chain) or many (core.decoding.scheduler)."""
     stages = _planned_stages(mote, settings)
     done: list[Stage] = []
     while True:

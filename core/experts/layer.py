@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.routing import ExpertRouter
+from core.experts.routing import ExpertRouter
 
 
 class StepExpertLinear(nn.Module):

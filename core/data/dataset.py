@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from core.chains import Chain
+from core.data.chains import Chain
 from core.config import DataConfig
 from core.stages import CHAIN_STAGES, END_MARKERS, PAD_STAGE_ID, QUESTION_STAGE_ID, START_MARKERS, Stage
 
