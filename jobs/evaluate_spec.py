@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.specs import JobConfigError, _only, _out_dir, _positive_int
+from jobs.spec_checks import JobConfigError, only_settings, out_dir, positive_int
 
 SUBJECT_SOURCES = ("train_job", "run", "base")
 DEFAULT_JUDGES = ({"kind": "heuristic"},)
@@ -54,7 +54,7 @@ class EvaluateSpec:
 
 
 def parse_subject(where: str, data: Any) -> SubjectSpec:
-    data = _only(where, data, {"label", *SUBJECT_SOURCES})
+    data = only_settings(where, data, {"label", *SUBJECT_SOURCES})
     sources = [k for k in SUBJECT_SOURCES if data.get(k) not in (None, "")]
     if len(sources) != 1:
         raise JobConfigError(f"{where}: give exactly one of {list(SUBJECT_SOURCES)} (got {sources or 'none'}).")
@@ -62,7 +62,7 @@ def parse_subject(where: str, data: Any) -> SubjectSpec:
     label = str(data.get("label") or (f"job-{data['train_job']}" if source == "train_job" else
                                       f"base:{data['base']}" if source == "base" else Path(data["run"]).name))
     if source == "train_job":
-        return SubjectSpec(label, train_job=_positive_int(f"{where}: train_job", data["train_job"]))
+        return SubjectSpec(label, train_job=positive_int(f"{where}: train_job", data["train_job"]))
     if source == "run":
         run = Path(str(data["run"])).expanduser()
         if not run.is_dir():
@@ -74,7 +74,7 @@ def parse_subject(where: str, data: Any) -> SubjectSpec:
 def _settings(where: str, data: Any) -> dict[str, Any]:
     from core.evaluation.runner import EvalSettings, plan_prompts
 
-    data = _only(f"{where}: settings", data or {}, {f.name for f in dataclasses.fields(EvalSettings)})
+    data = only_settings(f"{where}: settings", data or {}, {f.name for f in dataclasses.fields(EvalSettings)})
     try:
         settings = EvalSettings(**data)
         plan = plan_prompts(settings)  # reads the sets: a missing set or a kind-less row fails now
@@ -107,12 +107,12 @@ def _judges(where: str, data: Any) -> list[dict[str, Any]]:
 
 
 def parse_evaluate(data: Any, where: str = "evaluate config", *, subjects_required: bool = True) -> EvaluateSpec:
-    data = _only(where, data, {"subjects", "settings", "judges", "out", "answers_from"})
+    data = only_settings(where, data, {"subjects", "settings", "judges", "out", "answers_from"})
     subjects = [parse_subject(f"{where}: subjects[{i}]", s) for i, s in enumerate(data.get("subjects") or [])]
     if subjects_required and not subjects:
         raise JobConfigError(f"{where}: subjects is empty: name at least one run, training job or base model.")
     labels = [s.label for s in subjects]
     if len(labels) != len(set(labels)):
         raise JobConfigError(f"{where}: subject labels {labels} repeat: give each subject its own label.")
-    return EvaluateSpec(subjects, _settings(where, data.get("settings")), _judges(where, data.get("judges")), _out_dir(data),
-                        _positive_int(f"{where}: answers_from", data.get("answers_from")))
+    return EvaluateSpec(subjects, _settings(where, data.get("settings")), _judges(where, data.get("judges")), out_dir(data),
+                        positive_int(f"{where}: answers_from", data.get("answers_from")))

@@ -9,13 +9,18 @@ one at a time and released before the next, so several models never share memory
 from __future__ import annotations
 
 import gc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.decoding.subjects import load_subject
+from core.evaluation.runner import EvalSettings, PlannedPrompt, answer_prompts, judge_answers, plan_prompts
+from core.evaluation.summary import EvaluationSummary, summarise
 from core.evaluation.types import Answer, Aspect, Judge, Verdict
+from jobs.context import Outcome, WorkerContext
 from jobs.evaluate_spec import EvaluateSpec, SubjectSpec, parse_evaluate
 from jobs.lifecycle import root_job_id
 from jobs.records import EvalAnswer, Evaluation, Job, Judgement, TrainingRun
@@ -117,24 +122,34 @@ def build_judges(spec: EvaluateSpec, home: Path, say) -> list[Judge]:
     return judges
 
 
-def run_evaluate(ctx: Any) -> Any:
-    """Worker runner for JobKind.EVALUATE (ctx: jobs.worker.WorkerContext)."""
-    from core.evaluation.runner import (
-        EvalSettings,
-        answer_prompts,
-        judge_answers,
-        plan_prompts,
-    )
-    from core.evaluation.summary import summarise
-    from core.decoding.subjects import load_subject
-    from jobs.worker import Outcome
+@dataclass
+class EvaluationPlan:
+    """Everything the phases of one evaluate job share, prepared once."""
 
+    spec: EvaluateSpec
+    settings: EvalSettings
+    out: Path
+    judges: list[Judge]
+    prompts: list[PlannedPrompt]
+    sources: list[tuple[SubjectSpec, str, int | None]]
+    """Each subject, the spec core.decoding.subjects.load_subject takes, and its run row id."""
+    stores: dict[str, AnswerStore]
+    progress: JobProgress
+
+
+def run_evaluate(ctx: WorkerContext) -> Outcome:
+    """Worker runner for JobKind.EVALUATE: prepare, answer, judge, summarise (one function each)."""
+    plan = prepare_evaluation(ctx)
+    return answer_phase(ctx, plan) or judge_phase(ctx, plan) or summarise_phase(ctx, plan)
+
+
+def prepare_evaluation(ctx: WorkerContext) -> EvaluationPlan:
+    """Parse the spec, check every judge for real, plan the prompts and open one store per subject."""
     spec = parse_evaluate(ctx.job.config)
     settings = EvalSettings(**spec.settings)
     out = Path(spec.out or Path(ctx.job.run_dir) / "report")
     judges = build_judges(spec, ctx.home, ctx.say)
-    plan = plan_prompts(settings)
-    progress = JobProgress(ctx.sessions, ctx.job.id)
+    prompts = plan_prompts(settings)
     with ctx.sessions.begin() as session:
         root = root_job_id(session, ctx.job.id)
         sources = [(subject, *subject_source(session, subject)) for subject in spec.subjects]
@@ -142,50 +157,69 @@ def run_evaluate(ctx: Any) -> Any:
         stores = {s.label: AnswerStore(ctx.sessions, evaluation_row(session, root, s, run_id, spec, rubrics))
                   for s, _, run_id in sources}
     if spec.answers_from is not None:
-        wanted = {prompt.sample_id for prompt in plan}
+        wanted = {prompt.sample_id for prompt in prompts}
         with ctx.sessions.begin() as session:
             for subject, _, _ in sources:
                 copied = reuse_answers(session, spec.answers_from, subject.label, stores[subject.label].evaluation_id, wanted)
                 ctx.say(f"[{subject.label}] reused {copied} stored answers of evaluate job {spec.answers_from}")
-    total = len(plan) * len(sources)
-    ctx.say(f"Evaluating {len(sources)} subject(s) on {len(plan)} prompts each with judges {[j.id for j in judges]}")
-    for position, (subject, source, _) in enumerate(sources):
-        store = stores[subject.label]
+    ctx.say(f"Evaluating {len(sources)} subject(s) on {len(prompts)} prompts each with judges {[j.id for j in judges]}")
+    return EvaluationPlan(spec, settings, out, judges, prompts, sources, stores, JobProgress(ctx.sessions, ctx.job.id))
+
+
+def answer_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
+    """Each subject answers the prompts it has not answered yet; an Outcome only when stopped."""
+    total = len(plan.prompts) * len(plan.sources)
+    for position, (subject, source, _) in enumerate(plan.sources):
+        store = plan.stores[subject.label]
         with ctx.sessions() as session:
             done = {a.sample_id for a in stored_answers(session, store.evaluation_id)}
-        if len(done) < len(plan):
-            ctx.say(f"[{subject.label}] loading {source}; {len(done)}/{len(plan)} answers stored")
-            model = load_subject(source, home=ctx.home, say=ctx.say)
-            report = _progress(ctx, progress, position * len(plan), total, subject.label)
-            stopped = answer_prompts(model, plan, settings, done=done, on_answer=store.add_answer,
-                                     should_stop=ctx.stop, progress=report)
-            del model
-            gc.collect()
-            if stopped:
-                return Outcome(True, f"stopped while answering as {subject.label}; answers so far are stored")
-    answers, verdicts = {}, {}
-    for judge in judges:
-        for subject, _, _ in sources:
-            store = stores[subject.label]
+        if len(done) >= len(plan.prompts):
+            continue
+        ctx.say(f"[{subject.label}] loading {source}; {len(done)}/{len(plan.prompts)} answers stored")
+        model = load_subject(source, home=ctx.home, say=ctx.say)
+        report = _progress(ctx, plan.progress, position * len(plan.prompts), total, subject.label)
+        stopped = answer_prompts(model, plan.prompts, plan.settings, done=done, on_answer=store.add_answer,
+                                 should_stop=ctx.stop, progress=report)
+        del model
+        gc.collect()
+        if stopped:
+            return Outcome(True, f"stopped while answering as {subject.label}; answers so far are stored")
+    return None
+
+
+def judge_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
+    """Every judge scores every stored answer it has not scored yet; an Outcome only when stopped."""
+    for judge in plan.judges:
+        for subject, _, _ in plan.sources:
+            store = plan.stores[subject.label]
             with ctx.sessions() as session:
-                answers[subject.label] = stored_answers(session, store.evaluation_id)
+                answers = stored_answers(session, store.evaluation_id)
                 done = {(v.sample_id, v.aspect.value) for v in stored_verdicts(session, store.evaluation_id) if v.judge == judge.id}
             ctx.say(f"[{subject.label}] judging with {judge.id}")
-            if judge_answers(judge, answers[subject.label], done=done, on_verdicts=store.add_verdicts, should_stop=ctx.stop,
-                             progress=_progress(ctx, progress, 0, 0, f"judging {subject.label}")):
+            if judge_answers(judge, answers, done=done, on_verdicts=store.add_verdicts, should_stop=ctx.stop,
+                             progress=_progress(ctx, plan.progress, 0, 0, f"judging {subject.label}")):
                 return Outcome(True, "stopped while judging; verdicts so far are stored")
+    return None
+
+
+def summarise_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome:
+    """Metric tables, comparisons, charts and agreement from the stored answers and verdicts."""
+    answers: dict[str, list[Answer]] = {}
+    verdicts: dict[str, list[Verdict]] = {}
     with ctx.sessions() as session:
-        for subject, _, _ in sources:
-            verdicts[subject.label] = stored_verdicts(session, stores[subject.label].evaluation_id)
-    summary = summarise(answers, verdicts, judges, out, resamples=settings.resamples, seed=settings.seed)
-    _store_summary(ctx.sessions, stores, summary)
+        for subject, _, _ in plan.sources:
+            evaluation_id = plan.stores[subject.label].evaluation_id
+            answers[subject.label] = stored_answers(session, evaluation_id)
+            verdicts[subject.label] = stored_verdicts(session, evaluation_id)
+    summary = summarise(answers, verdicts, plan.judges, plan.out, resamples=plan.settings.resamples, seed=plan.settings.seed)
+    _store_summary(ctx.sessions, plan.stores, summary)
     ctx.say(summary.markdown)
     unparsable = sum(1 for items in verdicts.values() for v in items if v.score is None)
-    return Outcome(False, f"{len(sources)} subject(s) x {len(plan)} prompts judged; report in {out}"
+    return Outcome(False, f"{len(plan.sources)} subject(s) x {len(plan.prompts)} prompts judged; report in {plan.out}"
                           + (f"; {unparsable} verdicts unparsable (excluded, counted in the report)" if unparsable else ""))
 
 
-def _progress(ctx: Any, progress: JobProgress, offset: int, total: int, label: str):
+def _progress(ctx: WorkerContext, progress: JobProgress, offset: int, total: int, label: str):
     def report(done: int, count: int, what: str) -> None:
         with ctx.sessions.begin() as session:
             if total:
@@ -195,7 +229,7 @@ def _progress(ctx: Any, progress: JobProgress, offset: int, total: int, label: s
     return report
 
 
-def _store_summary(sessions: sessionmaker[Session], stores: dict[str, AnswerStore], summary: Any) -> None:
+def _store_summary(sessions: sessionmaker[Session], stores: dict[str, AnswerStore], summary: EvaluationSummary) -> None:
     with sessions.begin() as session:
         for label, store in stores.items():
             row = session.get(Evaluation, store.evaluation_id)

@@ -24,32 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from core.config import GenerateConfig, MoteConfig, plain_values
+from jobs.evaluate_spec import EvaluateSpec, parse_evaluate
 from jobs.records import JobKind
+from jobs.spec_checks import JobConfigError, only_settings, out_dir, positive_int
 
-class JobConfigError(ValueError):
-    """A job config that cannot run; the message names the setting and how to fix it.
-    `job_id` is the failed job row that records it (set by the queue)."""
-
-    def __init__(self, message: str, job_id: int | None = None) -> None:
-        super().__init__(message)
-        self.job_id = job_id
-
-
-def _only(where: str, data: Any, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise JobConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}.")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise JobConfigError(f"{where}: unknown setting(s) {unknown}; valid settings are {sorted(allowed)}.")
-    return data
-
-
-def _positive_int(where: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise JobConfigError(f"{where}={value!r} is not valid: use a positive integer (or leave it out).")
-    return value
+__all__ = ["JobConfigError", "parse_job_config", "parse_train", "parse_generate", "parse_pipeline", "parse_kind"]
 
 
 @dataclass
@@ -86,7 +65,7 @@ class PipelineSpec:
     generate: GenerateSpec | None
     train: TrainSpec
     methods: list[str] = field(default_factory=list)
-    evaluate: Any = None
+    evaluate: EvaluateSpec | None = None
     """An EvaluateSpec without subjects (the trained runs, and the base model if include_base)."""
     include_base: bool = True
 
@@ -98,11 +77,11 @@ class PipelineSpec:
                 "methods": self.methods, "evaluate": evaluate}
 
 
-JobSpec = TrainSpec | GenerateSpec | PipelineSpec
+JobSpec = TrainSpec | GenerateSpec | PipelineSpec | EvaluateSpec
 
 
 def parse_train(data: Any, where: str = "train config", *, chains_required: bool = True) -> TrainSpec:
-    data = _only(where, data, {"mote", "chains", "chain_dataset_id", "chains_from_job", "out"})
+    data = only_settings(where, data, {"mote", "chains", "chain_dataset_id", "chains_from_job", "out"})
     try:
         mote = MoteConfig.from_dict(dict(data.get("mote") or {}))
     except (ValueError, TypeError) as error:
@@ -116,15 +95,15 @@ def parse_train(data: Any, where: str = "train config", *, chains_required: bool
     if chains is not None and not Path(chains).expanduser().is_file():
         raise JobConfigError(f"{where}: chains={chains!r} is not a file: pass a chains .jsonl file.")
     return TrainSpec(mote, str(Path(chains).expanduser().resolve()) if chains else None,
-                     _positive_int(f"{where}: chain_dataset_id", data.get("chain_dataset_id")),
-                     _positive_int(f"{where}: chains_from_job", data.get("chains_from_job")), _out_dir(data))
+                     positive_int(f"{where}: chain_dataset_id", data.get("chain_dataset_id")),
+                     positive_int(f"{where}: chains_from_job", data.get("chains_from_job")), out_dir(data))
 
 
 def parse_generate(data: Any, where: str = "generate config") -> GenerateSpec:
     from core.data.questions import bundled_sets
 
-    data = _only(where, data, {"generate", "questions", "model", "limit", "dataset_name", "out"})
-    settings = _only(f"{where}: generate", data.get("generate") or {},
+    data = only_settings(where, data, {"generate", "questions", "model", "limit", "dataset_name", "out"})
+    settings = only_settings(f"{where}: generate", data.get("generate") or {},
                      {f.name for f in dataclasses.fields(GenerateConfig)})
     try:
         generate = GenerateConfig(**settings)
@@ -137,12 +116,7 @@ def parse_generate(data: Any, where: str = "generate config") -> GenerateSpec:
     if questions not in bundled_sets():
         questions = str(Path(questions).expanduser().resolve())
     return GenerateSpec(generate, questions, str(data.get("model") or GenerateSpec.model),
-                        _positive_int(f"{where}: limit", data.get("limit")), data.get("dataset_name"), _out_dir(data))
-
-
-def _out_dir(data: dict[str, Any]) -> str | None:
-    """An explicit output folder (absolute), or None for <home>/runs/job-N."""
-    return str(Path(data["out"]).expanduser().resolve()) if data.get("out") else None
+                        positive_int(f"{where}: limit", data.get("limit")), data.get("dataset_name"), out_dir(data))
 
 
 def parse_kind(kind: JobKind | str) -> JobKind:
@@ -162,8 +136,6 @@ def parse_job_config(kind: JobKind | str, config: Any) -> JobSpec:
     if kind is JobKind.GENERATE:
         return parse_generate(config)
     if kind is JobKind.EVALUATE:
-        from jobs.evaluate_spec import parse_evaluate
-
         return parse_evaluate(config)
     return parse_pipeline(config)
 
@@ -171,7 +143,7 @@ def parse_job_config(kind: JobKind | str, config: Any) -> JobSpec:
 def parse_pipeline(config: Any) -> PipelineSpec:
     from core.config import Method
 
-    data = _only("pipeline config", config, {"generate", "train", "methods", "evaluate"})
+    data = only_settings("pipeline config", config, {"generate", "train", "methods", "evaluate"})
     generate = parse_generate(data["generate"], "pipeline generate config") if data.get("generate") is not None else None
     train = parse_train(data.get("train") or {}, "pipeline train config", chains_required=generate is None)
     methods = list(data.get("methods") or [train.mote.method.value])
@@ -181,9 +153,7 @@ def parse_pipeline(config: Any) -> PipelineSpec:
         raise JobConfigError(f"pipeline config: methods: {error}; use {[m.value for m in Method]}.") from None
     evaluate, include_base = None, True
     if data.get("evaluate") is not None:
-        from jobs.evaluate_spec import parse_evaluate
-
-        settings = dict(_only("pipeline evaluate config", data["evaluate"], {"settings", "judges", "out", "include_base"}))
+        settings = dict(only_settings("pipeline evaluate config", data["evaluate"], {"settings", "judges", "out", "include_base"}))
         include_base = bool(settings.pop("include_base", True))
         evaluate = parse_evaluate(settings, "pipeline evaluate config", subjects_required=False)
     return PipelineSpec(generate, train, methods, evaluate, include_base)

@@ -10,52 +10,27 @@ marks it interrupted. Under `accelerate launch` every rank runs this; only rank 
 from __future__ import annotations
 
 import argparse
-import enum
 import os
 import signal
 import socket
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from jobs.context import ExitCode, Outcome, WorkerContext
 from jobs.db import DATABASE_ENV, make_engine, session_factory
+from jobs.evaluation_job import run_evaluate
 from jobs.lifecycle import root_job_id
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, TrainingRun, utcnow
 from jobs.reporting import JobProgress, StopCheck, TrainingReporter
 from jobs.results import chain_records, dataset_for_job, run_for_dir, store_question_set
 
 TRACEBACK_LINES = 15
-
-
-class ExitCode(enum.IntEnum):
-    SUCCEEDED = 0
-    FAILED = 1
-    BAD_REQUEST = 2
-    CANCELLED = 3
-
-
-@dataclass
-class Outcome:
-    stopped: bool
-    summary: str
-
-
-@dataclass
-class WorkerContext:
-    job: Job
-    sessions: sessionmaker[Session]
-    home: Path
-    stop: StopCheck
-    is_main: bool
-
-    def say(self, text: str) -> None:
-        print(text, flush=True)
 
 
 def _store_question_set_once(sessions: sessionmaker[Session], name: str, source: str, questions: list) -> int:
@@ -143,12 +118,6 @@ def run_generate(ctx: WorkerContext) -> Outcome:
     summary = generate_chains(report.questions, generator, spec.generate, prompts, sink,
                               progress=JobProgress(ctx.sessions, ctx.job.id), should_stop=ctx.stop, limit=limit)
     return Outcome(summary.stopped, f"{summary.written} chains written, {summary.skipped_done} already done")
-
-
-def run_evaluate(ctx: WorkerContext) -> Outcome:
-    from jobs.evaluation_job import run_evaluate as evaluate
-
-    return evaluate(ctx)
 
 
 RUNNERS: dict[JobKind, Callable[[WorkerContext], Outcome]] = {
