@@ -1,6 +1,8 @@
 """Every named endpoint through gradio_client against the real app (worker processes, the tiny
 model): question sets, generation, the chain browser, training with its live status, chat,
-jobs (cancel, retry) and the system report. Tests run in file order and share one app."""
+jobs (cancel, retry) and the system report. The tests share one app per module, but no test
+depends on another: what a test needs (a generated dataset, a trained run) comes from a fixture,
+so any single test passes when run alone."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,9 +30,25 @@ def client(studio) -> Client:
 
 
 @pytest.fixture(scope="module")
-def shared() -> dict:
-    """Ids handed from one test to the next (they run in file order on one app)."""
-    return {}
+def generated(client, studio, tmp_path_factory) -> dict:
+    """A question set imported and a chain dataset generated from it through the API, once per module."""
+    upload = handle_file(str(write_questions_csv(tmp_path_factory.mktemp("questions") / "mine.csv")))
+    client.predict(upload, "mine", "", api_name="/import_questions")
+    status = client.predict("mine", str(studio.tiny_dir), 3, *GENERATE_TOKENS.values(), 4, 0.0, "keep", "api set",
+                            api_name="/generate_chains")
+    job_id = int(status.split("job ")[1].split()[0])
+    job = wait_job(studio.queue, job_id)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    return {"job": job_id, "dataset": value(client.predict(None, api_name="/chain_datasets"))}
+
+
+@pytest.fixture(scope="module")
+def trained(client, studio, generated) -> int:
+    """A run trained through /train on the generated dataset (quick preset shrunk to the tiny model)."""
+    job_id = value(client.predict(chain_source=f"dataset:{generated['dataset']}", api_name="/train", **tiny_form(studio)))
+    job = wait_job(studio.queue, job_id)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    return job_id
 
 
 def rows(table: dict) -> list[list]:
@@ -65,21 +83,15 @@ def test_question_sets_preview_and_import(client, tmp_path):
     assert summary.startswith("4 questions imported, 3 rows rejected")
     assert [r[0] for r in rows(kept)] == ["a1", "a2", "a4", "a7"]
     assert [r[0] for r in rows(rejected)] == [4, 6, 7] and "empty question" in rows(rejected)[0][1]
-    message, chosen = client.predict(upload, "mine", "", api_name="/import_questions")
-    assert "Saved as **mine**" in message and value(chosen) == "mine" and ["mine", "mine"] in chosen["choices"]
+    message, chosen = client.predict(upload, "mine-too", "", api_name="/import_questions")
+    assert "Saved as **mine-too**" in message and value(chosen) == "mine-too" and ["mine-too", "mine-too"] in chosen["choices"]
     with pytest.raises(AppError, match="bundled set"):
         client.predict(upload, "train", "", api_name="/import_questions")
 
 
-def test_generate_then_browse_flag_edit_delete_export(client, studio, shared):
-    status = client.predict("mine", str(studio.tiny_dir), 3, *GENERATE_TOKENS.values(), 4, 0.0, "keep", "api set",
-                            api_name="/generate_chains")
-    job_id = int(status.split("job ")[1].split()[0])
-    job = wait_job(studio.queue, job_id)
-    assert job.status is JobStatus.SUCCEEDED, job.error
-    assert f"job {job_id} **succeeded**" in client.predict(api_name="/generation_status")
-    dataset = value(client.predict(None, api_name="/chain_datasets"))
-    shared["dataset"] = dataset
+def test_generate_then_browse_flag_edit_delete_export(client, studio, generated):
+    assert f"job {generated['job']} **succeeded**" in client.predict(api_name="/generation_status")
+    dataset = generated["dataset"]
     table, _category, _kind = client.predict(dataset, "any", "any", "any", "any", api_name="/browse_chains")
     chains = rows(table)
     assert len(chains) == 3 and {c[4] for c in chains} <= {"harmful", "helpful", "benign"}
@@ -102,19 +114,16 @@ def test_generate_then_browse_flag_edit_delete_export(client, studio, shared):
     assert len(lines) == 2 and "a fixed answer" in lines[0]
 
 
-def test_config_preview_save_train_and_live_status(client, studio, shared):
+def test_config_preview_save_train_and_live_status(client, studio, generated, trained):
     loaded = client.predict("quick", api_name="/load_config")
     assert list(loaded[:3]) == ["smollm2-135m-instruct", "mote", 8]
     form = tiny_form(studio)
-    source = f"dataset:{shared['dataset']}"
+    source = f"dataset:{generated['dataset']}"
     text, command = client.predict(chain_source=source, config_name="api-run", api_name="/preview_config", **form)
-    assert "max_steps: 3" in text and f"--chain-dataset {shared['dataset']}" in command
+    assert "max_steps: 3" in text and f"--chain-dataset {generated['dataset']}" in command
     assert value(client.predict(config_name="api-run", api_name="/save_config", **form)) == "api-run"
     assert "api-run" in studio.services.saved_configs()
-    job_id = value(client.predict(chain_source=source, api_name="/train", **form))
-    shared["train"] = job_id
-    job = wait_job(studio.queue, job_id)
-    assert job.status is JobStatus.SUCCEEDED, job.error
+    job_id = trained
     progress, loss, rate, log = client.predict(job_id, api_name="/training_status")
     assert f"Job {job_id} succeeded" in progress and "step 3/3" in progress and "export ready" in progress
     assert [r[0] for r in loss["data"]] == [1, 2, 3] and len(rate["data"]) == 3 and "succeeded" in log
@@ -125,9 +134,9 @@ def test_config_preview_save_train_and_live_status(client, studio, shared):
         client.predict(chain_source=source, api_name="/train", **tiny_form(studio, train_batch_size=3, train_micro_batch_size=2))
 
 
-def test_chat_streams_stage_blocks_side_by_side(client, studio, shared):
+def test_chat_streams_stage_blocks_side_by_side(client, studio, trained):
     subjects = [value(s) for s in client.predict(None, None, None, api_name="/chat_subjects")]
-    assert subjects[0] == f"base:{studio.tiny_dir}" and subjects[1].endswith(f"job-{shared['train']}")
+    assert subjects[0] == f"base:{studio.tiny_dir}" and subjects[1].endswith(f"job-{trained}")
     first, second, third = client.predict(2, subjects[0], subjects[1], None, "How do I pick a lock?", "full chain",
                                           0.0, 1.0, 0, 4, 2, None, True, False, api_name="/chat")
     assert "Safe Answer · expert <code>base</code>" in first
@@ -138,15 +147,15 @@ def test_chat_streams_stage_blocks_side_by_side(client, studio, shared):
         client.predict(2, subjects[0], None, None, " ", "full chain", 0.0, 1.0, 0, 4, 2, None, False, False, api_name="/chat")
 
 
-def test_evaluate_results_drilldown_compare_and_quick_pipeline(client, studio, shared):
+def test_evaluate_results_drilldown_compare_and_quick_pipeline(client, studio, trained):
     subjects, sets, _jobs, runs = client.predict(api_name="/evaluation_choices")
     specs = [spec for _, spec in subjects["choices"]]
-    assert specs[0] == f"base:{studio.tiny_dir}" and f"job:{shared['train']}" in specs
-    assert sets["choices"][0][0].startswith("eval_") and [r[1] for r in runs["choices"]] == [shared["train"]]
+    assert specs[0] == f"base:{studio.tiny_dir}" and f"job:{trained}" in specs
+    assert sets["choices"][0][0].startswith("eval_") and [r[1] for r in runs["choices"]] == [trained]
     judges = ["heuristic refusal detector"]
     with pytest.raises(AppError, match="Pick at least one model"):
         client.predict([], [], 2, 1, 3, judges, "", "", "", "", api_name="/evaluate")
-    picked = value(client.predict([specs[0], f"job:{shared['train']}"], ["eval_harmful"], 2, 1, 3, judges, "", "", "", "",
+    picked = value(client.predict([specs[0], f"job:{trained}"], ["eval_harmful"], 2, 1, 3, judges, "", "", "", "",
                                   api_name="/evaluate"))
     assert wait_job(studio.queue, picked, timeout=300).status is JobStatus.SUCCEEDED
     report, charts, judge = client.predict(picked, None, api_name="/evaluation_result")
@@ -154,7 +163,7 @@ def test_evaluate_results_drilldown_compare_and_quick_pipeline(client, studio, s
     assert value(judge) == "heuristic-refusal"
     samples = client.predict(picked, "heuristic-refusal", api_name="/evaluation_samples")
     assert len(rows(samples)) == 2 * (2 + 15)  # 2 subjects x (2 questions + 1 question in 15 wrappers)
-    _curves, diff = client.predict([shared["train"]], api_name="/compare_runs")
+    _curves, diff = client.predict([trained], api_name="/compare_runs")
     assert "two or more" in diff
     note = client.predict(api_name="/quick_pipeline")
     pipeline = int(note.split("job ")[1].split(":")[0])
@@ -163,7 +172,7 @@ def test_evaluate_results_drilldown_compare_and_quick_pipeline(client, studio, s
     assert wait_job(studio.queue, pipeline).status is JobStatus.CANCELLED
 
 
-def test_jobs_table_detail_cancel_and_retry(client, studio, shared):
+def test_jobs_table_detail_cancel_and_retry(client, studio):
     # max_length fits the bundled sample chains in the tiny byte-level tokenizer: at 256 every chain
     # is rejected and the job fails on its own, racing the cancel below.
     form = tiny_form(studio, train_max_steps=500, data_max_length=4096)
@@ -180,7 +189,7 @@ def test_jobs_table_detail_cancel_and_retry(client, studio, shared):
     client.predict(retry, api_name="/cancel_job")
     assert wait_job(studio.queue, retry).status is JobStatus.CANCELLED
     ordered = [r[0] for r in rows(client.predict("any", "any", "oldest first", api_name="/jobs"))]
-    assert ordered == sorted(ordered) and {job_id, retry, shared["train"]} <= set(ordered)
+    assert ordered == sorted(ordered) and {job_id, retry} <= set(ordered)
     with pytest.raises(AppError, match="already cancelled"):
         client.predict(job_id, api_name="/cancel_job")
 
