@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cli.options import queue_from
 from jobs.lifecycle import latest_attempt
@@ -20,6 +20,9 @@ from jobs.queue import JobQueue
 from jobs.records import Job, JobKind, JobStatus
 from jobs.specs import JobConfigError
 from jobs.worker import ExitCode
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 POLL_SECONDS = 0.5
 EXIT_CODES = {JobStatus.SUCCEEDED: int(ExitCode.SUCCEEDED), JobStatus.CANCELLED: int(ExitCode.CANCELLED)}
@@ -45,7 +48,7 @@ def submit_from_args(args: argparse.Namespace, kind: JobKind | str, config: dict
                              auto_retry=args.auto_retry)
 
 
-def current_stage(session, job: Job) -> Job:
+def current_stage(session: Session, job: Job) -> Job:
     """For a pipeline, the newest attempt of its first unfinished stage (what to show)."""
     for stage_id in (job.config.get("stages") or {}).values():
         latest = latest_attempt(session, stage_id)

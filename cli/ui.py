@@ -56,6 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def server_options(args: argparse.Namespace) -> ServeOptions:
+    """The app's ServeOptions from --host/--port/--share/--auth (an --auth file is read here)."""
     return ServeOptions(args.host, args.port, args.share, parse_auth(args.auth))
 
 
