@@ -19,7 +19,7 @@ from app.evaluation_views import (
     evaluation_samples,
     loss_curves,
 )
-from jobs.evaluation_cli import pipeline_config
+from jobs.pipelines import pipeline_config
 from jobs.records import Job, JobKind, JobStatus
 
 EVAL_SET_PREFIX = "eval_"

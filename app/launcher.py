@@ -1,4 +1,6 @@
-"""Serving the app: host, port, share link and login, around build_ui.
+"""Serving the Gradio app: host, port, share link and login around build_ui, and the app process's
+lifetime (job queue started with it, stopped on Ctrl-C or SIGTERM). The `ui` verb (cli/ui.py)
+turns flags into ServeOptions and calls serve_app.
 
 Why a share link needs a login: --share publishes the app on a public gradio.live address, and
 the app can start jobs, read files under its data directory and load models; without a login
@@ -7,11 +9,9 @@ serving locally; the app says so in the terminal and in a banner on the page.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 from dataclasses import dataclass, field
-from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -40,38 +40,6 @@ class RunningApp:
     local_url: str
     share_url: str | None
     notices: list[str] = field(default_factory=list)
-
-
-def parse_auth(value: str | None) -> list[tuple[str, str]] | None:
-    """'USER:PASS', or a file holding one USER:PASS per line (blank lines and # comments skipped)."""
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else [value]
-    where = f"{path}" if path.is_file() else "--auth"
-    pairs = []
-    for number, line in enumerate(lines, start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        user, sep, password = line.partition(":")
-        if not sep or not user.strip() or not password:
-            raise ValueError(f"{where}{f' line {number}' if path.is_file() else ''}: expected USER:PASS "
-                             "(a user name, a colon, a password), or a file with one USER:PASS per line.")
-        pairs.append((user.strip(), password))
-    if not pairs:
-        raise ValueError(f"{where} holds no USER:PASS line: add one, e.g. alice:a-long-password.")
-    return pairs
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
-    """--host --port --share --auth; `suppress` (on the `ui` verb) leaves the top-level values unless given."""
-    default = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
-    parser.add_argument("--host", default=default(DEFAULT_HOST), help=f"address to serve on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=default(DEFAULT_PORT), help=f"port (default {DEFAULT_PORT})")
-    parser.add_argument("--share", action="store_true", default=default(False),
-                        help="also publish a temporary public gradio.live link (needs --auth)")
-    parser.add_argument("--auth", default=default(None), help="login USER:PASS, or a file with one USER:PASS per line")
 
 
 def start_app(services, options: ServeOptions, *, prevent_thread_lock: bool = True, quiet: bool = False) -> RunningApp:
@@ -111,7 +79,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def serve(queue, options: ServeOptions) -> int:
+def serve_app(queue, options: ServeOptions) -> int:
     """Start the job queue and the app; block until Ctrl-C or SIGTERM. Running jobs keep running."""
     from app.services import Services
 

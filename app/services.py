@@ -31,7 +31,7 @@ from app.train_form import ChainSource, cli_command
 from core.config import GenerateConfig, MoteConfig, load_preset, preset_names
 from core.data.questions import ImportReport, Question
 from core.decoding.subjects import BASE_PREFIX
-from jobs.cli import format_job_detail
+from jobs.formatting import format_job_detail
 from jobs.db import database_url
 from jobs.queue import JobQueue
 from jobs.records import Job, JobKind, JobStatus, TrainingRun

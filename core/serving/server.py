@@ -270,7 +270,7 @@ def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, tim
     return base_url(host, port), stop
 
 
-def serve(
+def serve_openai_api(
     subject: ChatSubject, host: str = "127.0.0.1", port: int = 8000, *,
     model_id: str | None = None, defaults: GenerationSettings | None = None, log_level: str = "info",
 ) -> None:

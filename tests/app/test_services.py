@@ -1,6 +1,6 @@
 """The services facade and the modules behind it, without a browser: question sets, the chain
 browser, the training form (ranges checked against core), previews, configs, job views, the
-system report, chat subjects, the launcher's options and launch.py's `ui` verb."""
+system report, chat subjects and the launcher (the `ui` verb's flags: tests/cli/test_ui_verb.py)."""
 from __future__ import annotations
 
 import shlex
@@ -12,7 +12,7 @@ import yaml
 import launch
 from app.chain_browser import ChainFilter
 from app.job_views import JobSort, log_tail
-from app.launcher import SHARE_NEEDS_AUTH, ServeOptions, parse_auth
+from app.launcher import ServeOptions
 from app.services import Services
 from app.system_info import system_report
 from app.train_form import (
@@ -23,6 +23,7 @@ from app.train_form import (
     form_values,
     with_named_parameters,
 )
+from cli.options import mote_config
 from core.data.chains import load_chains_jsonl
 from core.config import MoteConfig, load_preset, preset_names
 from jobs.gpus import GpuInfo, GpuProcess, GpuStatus
@@ -220,7 +221,7 @@ def test_preview_yaml_is_the_config_and_the_cli_twin_parses(services, dataset):
     assert args.verb == "train" and args.chain_dataset == dataset and args.home == str(services.home)
     assert args.config == str(services.home / "configs" / "try-1.yaml")
     services.save_config(config, "try-1")
-    assert launch._config(args) == config  # the saved file is exactly what the command trains
+    assert mote_config(args) == config  # the saved file is exactly what the command trains
 
 
 def test_configs_save_and_load_and_presets_are_protected(services):
@@ -319,7 +320,7 @@ def test_chat_subjects_are_base_models_then_exported_runs(services):
     assert choices[2].label.startswith("run ") and "mote" in choices[2].label
 
 
-# ---- launcher and the `ui` verb ----------------------------------------------------------------
+# ---- the launcher ----------------------------------------------------------------
 
 def test_evaluate_job_list_shows_each_jobs_status_now(services):
     """The Evaluate tab's job list is refreshed by a timer: its labels follow the stored status."""
@@ -333,38 +334,6 @@ def test_evaluate_job_list_shows_each_jobs_status_now(services):
     with services.sessions.begin() as session:
         session.get(Job, job_id).status = JobStatus.SUCCEEDED
     assert actions.job_choices()["choices"] == [(f"job {job_id} · succeeded", job_id)]
-
-
-def test_auth_from_text_or_file_and_share_needs_it(tmp_path):
-    assert parse_auth("alice:pw:with:colons") == [("alice", "pw:with:colons")]
-    users = tmp_path / "users.txt"
-    users.write_text("# who may log in\nalice:one\n\nbob:two\n", encoding="utf-8")
-    assert parse_auth(str(users)) == [("alice", "one"), ("bob", "two")]
-    with pytest.raises(ValueError, match="expected USER:PASS"):
-        parse_auth("alice")
-    users.write_text("bob\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="line 1: expected USER:PASS"):
-        parse_auth(str(users))
-    with pytest.raises(ValueError) as refused:
-        ServeOptions(share=True).check()
-    assert str(refused.value) == SHARE_NEEDS_AUTH and "--auth USER:PASS" in SHARE_NEEDS_AUTH
-    ServeOptions(share=True, auth=[("a", "b")]).check()
-
-
-def test_ui_is_the_default_verb_and_takes_its_flags_before_or_after_it():
-    parser = launch.build_parser()
-    bare = parser.parse_args([])
-    assert bare.verb is None and (bare.host, bare.port, bare.share, bare.auth) == ("127.0.0.1", 7860, False, None)
-    flags = parser.parse_args(["--home", "/h", "--port", "9000", "--share", "--auth", "a:b"])
-    assert (flags.port, flags.share, flags.auth, flags.home) == (9000, True, "a:b", "/h")
-    after = parser.parse_args(["--home", "/h", "ui", "--host", "0.0.0.0", "--port", "9001"])
-    assert (after.verb, after.host, after.port, after.home) == ("ui", "0.0.0.0", 9001, "/h")
-
-
-def test_share_without_auth_is_refused_before_anything_starts(tmp_path, capsys):
-    assert launch.main(["--home", str(tmp_path / "home"), "--share"]) == 2
-    assert "needs a login: add --auth USER:PASS" in capsys.readouterr().err
-    assert not (tmp_path / "home").exists()
 
 
 def test_share_link_failure_keeps_serving_locally_and_says_so(services, monkeypatch):

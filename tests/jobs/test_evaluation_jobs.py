@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from jobs.cli import submit_and_follow
+from cli.submit import submit_and_follow
 from jobs.records import EvalAnswer, Evaluation, Job, JobKind, JobStatus, Judgement
 from tests.jobs.conftest import train_config, wait_for
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from jobs.cli import submit_and_follow
+from cli.submit import submit_and_follow
 from jobs.lifecycle import create_retry, new_job
 from jobs.records import Chain, ChainDataset, Job, JobKind, JobStatus, Metric, TrainingRun
 from jobs.worker import ExitCode, run_job

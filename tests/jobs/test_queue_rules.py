@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobs.cli import format_job_detail, format_job_list
+from jobs.formatting import format_job_detail, format_job_list
 from jobs.gpus import GpuStatus
 from jobs.lifecycle import MAX_AUTO_RETRIES
 from jobs.queries import list_jobs

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from jobs.cli import follow_job
-from jobs.evaluation_cli import pipeline_config, pipeline_defaults
+from cli.submit import follow_job
+from jobs.pipelines import pipeline_config, pipeline_defaults
 from jobs.records import Evaluation, Job, JobKind, JobStatus
 from tests.jobs.conftest import generate_config, train_config, wait_for
 from tests.jobs.test_evaluation_jobs import eval_settings

@@ -1,10 +1,11 @@
-"""The CLI forms of evaluate, study and pipeline: flags and YAML files become checked job configs."""
+"""The CLI forms of evaluate and pipeline: flags become checked job configs (the study and
+pipeline presets themselves: tests/jobs/test_pipelines.py)."""
 from __future__ import annotations
 
 import pytest
 
 import launch
-from jobs.evaluation_cli import judge_from_flag, pipeline_config, study_config, subject_from_flag
+from cli.evaluate import evaluate_config, judge_from_flag, subject_from_flag
 from jobs.specs import JobConfigError, parse_job_config
 
 
@@ -20,13 +21,22 @@ def test_run_and_judge_flags():
         judge_from_flag("http://127.0.0.1:8000/v1")
     with pytest.raises(JobConfigError, match="not known"):
         judge_from_flag("gpt-judge")
+    with pytest.raises(JobConfigError, match="job: takes a training job id"):
+        subject_from_flag("job:twelve")
 
 
-def test_evaluate_verb_builds_a_valid_config(tmp_path):
+def test_judge_from_a_yaml_file(tmp_path):
+    judge = tmp_path / "judge.yaml"
+    judge.write_text("kind: local\nmodel: /models/judge\n", encoding="utf-8")
+    assert judge_from_flag(str(judge)) == {"kind": "local", "model": "/models/judge"}
+    judge.write_text("- not a mapping\n", encoding="utf-8")
+    with pytest.raises(JobConfigError, match="mapping of judge settings"):
+        judge_from_flag(str(judge))
+
+
+def test_evaluate_verb_builds_a_valid_config():
     args = launch.build_parser().parse_args(["evaluate", "--run", "base:m", "--sets", "eval_harmful,eval_benign",
                                              "--judge", "heuristic", "--limit", "3", "--batch-size", "4", "--detach"])
-    from jobs.evaluation_cli import evaluate_config
-
     spec = parse_job_config("evaluate", evaluate_config(args))
     assert spec.settings["sets"] == ["eval_harmful", "eval_benign"] and spec.settings["limit"] == 3
     assert spec.settings["batch_size"] == 4
@@ -34,8 +44,6 @@ def test_evaluate_verb_builds_a_valid_config(tmp_path):
 
 
 def test_rejudge_takes_subjects_and_settings_from_the_earlier_job():
-    from jobs.evaluation_cli import evaluate_config
-
     source = {"subjects": [{"label": "MoTE", "train_job": 3}], "settings": {"sets": ["eval_benign"], "limit": 2}}
     args = launch.build_parser().parse_args(["evaluate", "--rejudge", "7", "--judge", "heuristic", "--limit", "1"])
     spec = parse_job_config("evaluate", evaluate_config(args, source))
@@ -46,12 +54,13 @@ def test_rejudge_takes_subjects_and_settings_from_the_earlier_job():
         evaluate_config(args)
 
 
-def test_bundled_study_and_pipeline_presets_parse():
-    study = parse_job_config("pipeline", study_config("assets/studies/quick.yaml"))
-    assert study.generate is None and study.methods == ["mote", "lora", "sft"] and study.include_base
-    assert [j["kind"] for j in study.evaluate.judges] == ["heuristic", "local"]
-    for preset in ("quick", "paper"):
-        config = pipeline_config(preset, {"model": "smollm2-135m-instruct"}, {"mote": {}}, methods=None, evaluate=True)
-        spec = parse_job_config("pipeline", config)
-        assert spec.generate is not None and "mote" in spec.methods and spec.evaluate is not None
-    assert pipeline_config("quick", {"limit": 5}, {"mote": {}}, methods=["mote"], evaluate=False)["generate"]["limit"] == 5
+def test_rejudge_of_a_missing_or_non_evaluate_job_is_refused_before_submitting(tmp_path, capsys):
+    home = tmp_path / "home"
+    assert launch.main(["--home", str(home), "evaluate", "--rejudge", "99", "--detach"]) == 2
+    assert "error: --rejudge 99" in capsys.readouterr().err
+    from jobs.queue import JobQueue
+
+    queue = JobQueue(home=home)
+    train_id = queue.submit("train", {"mote": {"train": {"max_steps": 1}}, "chains": None})
+    assert launch.main(["--home", str(home), "evaluate", "--rejudge", str(train_id), "--detach"]) == 2
+    assert "is a train job; name an evaluate job" in capsys.readouterr().err

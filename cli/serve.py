@@ -1,0 +1,35 @@
+"""`launch.py serve`: a run (or base:MODEL) as an OpenAI-compatible chat-completions API."""
+from __future__ import annotations
+
+import argparse
+
+from cli.options import home_from
+
+VERBS = ("serve",)
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="serve a run or a base model as an OpenAI-compatible API (/v1/chat/completions)")
+    serve.add_argument("--run", required=True, help="run folder, its export folder, or base:MODEL (alias, folder or hub id)")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--model-id", help="model name shown to clients (default: the run's label, e.g. mote:RUN)")
+    serve.add_argument("--max-stage-tokens", type=int, default=256, help="default token limit of each stage")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve a run (or base:MODEL) as an OpenAI-compatible chat-completions API until Ctrl+C."""
+    from core.decoding.chain_programs import GenerationSettings
+    from core.decoding.subjects import load_subject
+    from core.serving.server import base_url, check_port, serve_openai_api
+
+    check_port(args.host, args.port)  # before the model loads
+    subject = load_subject(args.run, home=home_from(args))
+    model_id = args.model_id or subject.label
+    print(f"Serving {subject.label} ({subject.kind.value}) as model '{model_id}'.\n"
+          f"OpenAI clients: base URL {base_url(args.host, args.port)}  (Ctrl+C stops)", flush=True)
+    serve_openai_api(subject, args.host, args.port, model_id=model_id,
+                     defaults=GenerationSettings(max_stage_tokens=args.max_stage_tokens))
+    return 0
