@@ -180,9 +180,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the Gradio app; the job queue (scheduler) runs in this process."""
-    from app.launcher import ServeOptions, parse_auth, serve
+    from app.launcher import ServeOptions, outbound_policy, parse_auth, serve
 
-    options = ServeOptions(args.host, args.port, args.share, parse_auth(args.auth))
+    options = ServeOptions(args.host, args.port, args.share, parse_auth(args.auth), outbound_policy(args))
     options.check()  # before the model home or the database are touched
     return serve(_queue(args), options)
 

@@ -13,6 +13,8 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.outbound import LOOPBACK_ONLY, OutboundPolicy, build_policy
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 SHARE_NEEDS_AUTH = ("--share publishes the app on a public address, so it needs a login: add --auth USER:PASS "
@@ -26,6 +28,8 @@ class ServeOptions:
     port: int = DEFAULT_PORT
     share: bool = False
     auth: list[tuple[str, str]] | None = None
+    outbound: OutboundPolicy = LOOPBACK_ONLY
+    """Hosts and key variables that UI and API callers may use (judges, generator endpoints)."""
 
     def check(self) -> None:
         if self.share and not self.auth:
@@ -72,6 +76,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser, *, suppress: bool = Fal
     parser.add_argument("--share", action="store_true", default=default(False),
                         help="also publish a temporary public gradio.live link (needs --auth)")
     parser.add_argument("--auth", default=default(None), help="login USER:PASS, or a file with one USER:PASS per line")
+    parser.add_argument("--allow-judge-host", action="append", default=default([]), metavar="HOST[:PORT]",
+                        help="a host that judge and generator URLs from the UI/API may name (repeatable; loopback is "
+                             "always allowed; also MOTE_ALLOWED_JUDGE_HOSTS=h1,h2)")
+    parser.add_argument("--judge-key-env", action="append", default=default([]), metavar="NAME=HOST[,HOST]",
+                        help="an API key variable UI/API callers may name, sent only to the given host(s) (repeatable; "
+                             "a bare NAME binds to the --allow-judge-host hosts; also MOTE_ALLOWED_KEY_ENVS=N=h;N2=h2)")
+
+
+def outbound_policy(args: argparse.Namespace) -> OutboundPolicy:
+    """The operator's outbound policy from --allow-judge-host / --judge-key-env and the environment."""
+    return build_policy(getattr(args, "allow_judge_host", None) or [], getattr(args, "judge_key_env", None) or [])
 
 
 def start_app(services, options: ServeOptions, *, prevent_thread_lock: bool = True, quiet: bool = False) -> RunningApp:
@@ -119,7 +134,7 @@ def serve(queue, options: ServeOptions) -> int:
     queue.start()
     _stop_on_sigterm()
     try:
-        running = start_app(Services(queue), options, prevent_thread_lock=True)
+        running = start_app(Services(queue, outbound=options.outbound), options, prevent_thread_lock=True)
         print(f"MoTE Studio at {running.local_url} (data directory {queue.home}). Ctrl-C stops the app; "
               "running jobs keep running and are picked up again at the next start.", flush=True)
         running.demo.block_thread()

@@ -18,11 +18,14 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session
 
+from core.outbound import OutboundPolicy
+
 from jobs.db import database_url, init_db, session_factory
 from jobs.dispatch import Dispatcher, DispatchSettings
 from jobs.gpus import GpuStatus, list_gpus
-from jobs.lifecycle import create_retry, latest_attempt, mark_cancelled, new_job, pipeline_stages
+from jobs.lifecycle import REJECTED_AT_SUBMIT, create_retry, latest_attempt, mark_cancelled, new_job, pipeline_stages
 from jobs.lock import DispatcherLock
+from jobs.outbound_check import check_config_outbound
 from jobs.processes import is_our_worker, signal_group
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, utcnow
 from jobs.evaluate_spec import EvaluateSpec
@@ -53,11 +56,15 @@ class JobQueue:
 
     # ---- submitting ------------------------------------------------------------------------
     def submit(self, kind: JobKind | str, config: dict[str, Any], depends_on: list[int] = (),
-               gpus: list[int] | None = None, auto_retry: bool = False) -> int:
+               gpus: list[int] | None = None, auto_retry: bool = False, outbound: OutboundPolicy | None = None) -> int:
         """Queue a job and return its id. An invalid config raises JobConfigError naming the
-        setting, and is also stored as a failed job so history shows it."""
+        setting, and is also stored as a failed job so history shows it. `outbound`: the
+        operator's policy for URLs and key variables sent by a caller (the app); None for the
+        operator's own CLI."""
         kind = parse_kind(kind)
         try:
+            if outbound is not None:
+                check_config_outbound(config, outbound)
             spec = parse_job_config(kind, config)
             with self.sessions() as session:
                 self._check_references(session, spec, list(depends_on), gpus)
@@ -104,7 +111,7 @@ class JobQueue:
         with self.sessions.begin() as session:
             job = new_job(session, self.home, kind, snapshot if isinstance(snapshot, dict) else {"value": snapshot},
                           status=JobStatus.FAILED, error=f"Invalid config: {error}")
-            job.message = "rejected at submit"
+            job.message = REJECTED_AT_SUBMIT
             return job.id
 
     def _submit_pipeline(self, session: Session, spec: PipelineSpec, depends_on: list[int],
