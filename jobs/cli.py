@@ -129,6 +129,7 @@ def print_log(queue: JobQueue, job_id: int, follow: bool, out: TextIO = sys.stdo
             if not follow or queue.get(job_id).status.finished and (not path.exists() or path.stat().st_size == position):
                 return 0
             time.sleep(POLL_SECONDS)
+            queue.settle_unattended()  # the worker may die while nobody runs the queue
     except KeyboardInterrupt:
         out.write(f"\nStopped following; job {job_id} keeps running.\n")
         return 0
@@ -240,6 +241,8 @@ def submit_and_follow(queue: JobQueue, kind: JobKind | str, config: dict[str, An
 def run_jobs_command(args: argparse.Namespace, queue: JobQueue, out: TextIO = sys.stdout) -> int:
     """Handle `launch.py jobs ...` (parsed by add_job_arguments)."""
     action = args.jobs_action
+    if action in ("list", "show", "logs", "cancel", "retry"):
+        queue.settle_unattended()  # a worker that died with no dispatcher running shows as ended, not running
     if action == "list":
         out.write(format_job_list(list_jobs(queue.sessions, limit=args.limit,
                                             status=JobStatus(args.status) if args.status else None)) + "\n")

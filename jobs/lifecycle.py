@@ -105,6 +105,16 @@ def mark_interrupted(session: Session, home: Path, job: Job, reason: str, exit_c
     return create_retry(session, home, job)
 
 
+def settle_vanished(session: Session, home: Path, job: Job, reason: str, exit_code: int | None = None) -> None:
+    """A running job whose worker is gone: cancelled when a cancel was asked (the user's wish
+    stands, even though nobody was left to signal), else interrupted (and maybe auto-retried)."""
+    if job.cancel_requested:
+        mark_cancelled(job, f"cancelled on request; {reason[0].lower()}{reason[1:]}")
+        job.exit_code = exit_code
+    else:
+        mark_interrupted(session, home, job, reason, exit_code)
+
+
 class Readiness(enum.Enum):
     READY = "ready"
     WAIT = "wait"

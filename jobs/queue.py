@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from jobs.db import database_url, init_db, session_factory
 from jobs.dispatch import Dispatcher, DispatchSettings
 from jobs.gpus import GpuStatus, list_gpus
 from jobs.lifecycle import REJECTED_AT_SUBMIT, create_retry, latest_attempt, mark_cancelled, new_job, pipeline_stages
-from jobs.lock import DispatcherLock
+from jobs.lock import DispatcherLock, dispatcher_pid
 from jobs.outbound_check import check_config_outbound
 from jobs.processes import is_our_worker, signal_group
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, utcnow
@@ -32,6 +33,8 @@ from jobs.evaluate_spec import EvaluateSpec
 from jobs.specs import GenerateSpec, JobConfigError, JobSpec, PipelineSpec, TrainSpec, parse_job_config, parse_kind
 
 log = logging.getLogger(__name__)
+#: A job claimed this recently without a stored pid is being started by another process.
+STARTING_GRACE_S = 30.0
 
 
 class JobQueue:
@@ -186,6 +189,14 @@ class JobQueue:
 
     def recover(self) -> list[int]:
         return self.dispatcher.recover()
+
+    def settle_unattended(self) -> list[int]:
+        """While no dispatcher runs (the --detach path, the app stopped), end the running jobs of
+        this host whose worker is gone, so list, show, retry, cancel and logs --follow see the truth
+        instead of 'running' for ever. Returns the ids it ended; does nothing under a dispatcher."""
+        if self.running or dispatcher_pid(self.home) is not None:
+            return []
+        return self.dispatcher.recover(starting_grace=timedelta(seconds=STARTING_GRACE_S))
 
     def dispatch(self) -> list[int]:
         return self.dispatcher.dispatch()
