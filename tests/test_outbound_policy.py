@@ -251,3 +251,27 @@ def test_launch_flags_build_the_policy(monkeypatch):
     policy = outbound_policy(args)
     assert policy.hosts == (HostRule("judge.internal"),)
     assert policy.keys == {"OPENAI_API_KEY": (HostRule("api.openai.com"),)}
+
+
+# ---- the probe itself, through the app's real /evaluate endpoint ----------------------------------
+def test_the_evaluate_endpoint_refuses_home_and_the_listener_hears_nothing(queue, listener, monkeypatch, tiny_dir):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from app.launcher import ServeOptions, start_app
+    from tests.app.conftest import free_port
+
+    monkeypatch.setenv("HOME", "/root")
+    services = Services(queue, default_model=str(tiny_dir))  # default policy: what `launch.py` gets with no flags
+    running = start_app(services, ServeOptions(port=free_port()), quiet=True)
+    try:
+        client = Client(running.local_url, verbose=False, download_files=False)
+        subjects, sets, _jobs, _runs = client.predict(api_name="/evaluation_choices")
+        args = ([subjects["choices"][0][1]], [sets["choices"][0][1]], 1, 0, 3, ["HTTP LLM judge"], "")
+        with pytest.raises(AppError, match="key variable 'HOME' is not one the operator allowed"):
+            client.predict(*args, listener.url, "judge", "HOME", api_name="/evaluate")
+        with pytest.raises(AppError, match="host collector.example is not allowed"):
+            client.predict(*args, "http://collector.example/v1", "judge", "", api_name="/evaluate")
+    finally:
+        running.demo.close()
+    assert listener.received == []
