@@ -28,7 +28,7 @@ BASE_PREFIX = "base:"
 
 
 class EvaluationServices:
-    """Needs `queue`, `sessions`, `questions` and `default_model` from Services."""
+    """Needs `queue`, `sessions`, `questions`, `default_model` and `outbound` from Services."""
 
     def evaluation_subjects(self) -> list[tuple[str, str]]:
         """(label, spec): the default base model, then every succeeded training job."""
@@ -61,7 +61,7 @@ class EvaluationServices:
                               **({"base": spec[len(BASE_PREFIX):]} if spec.startswith(BASE_PREFIX) else {"run": spec})})
         sources = [self.questions.get(name).source for name in sets] if sets else None
         config = {"subjects": items, "settings": {**settings, **({"sets": sources} if sources else {})}, "judges": judges}
-        return self.queue.submit(JobKind.EVALUATE, config)
+        return self.queue.submit(JobKind.EVALUATE, config, outbound=self.outbound)
 
     def launch_quick_pipeline(self, model: str | None = None) -> int:
         """The quick preset end to end: generate -> train MoTE and LoRA -> evaluate with the base model."""
@@ -70,7 +70,7 @@ class EvaluationServices:
         mote = load_preset("quick")
         mote.model = model or self.default_model
         config = pipeline_config("quick", {"model": mote.model}, {"mote": mote.to_dict()}, methods=None, evaluate=True)
-        return self.queue.submit(JobKind.PIPELINE, config)
+        return self.queue.submit(JobKind.PIPELINE, config, outbound=self.outbound)
 
     def evaluation_jobs(self) -> list[Job]:
         return evaluation_jobs(self.sessions)

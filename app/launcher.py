@@ -13,6 +13,8 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+from core.outbound import LOOPBACK_ONLY, OutboundPolicy
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 SHARE_NEEDS_AUTH = ("--share publishes the app on a public address, so it needs a login: add --auth USER:PASS "
@@ -26,6 +28,8 @@ class ServeOptions:
     port: int = DEFAULT_PORT
     share: bool = False
     auth: list[tuple[str, str]] | None = None
+    outbound: OutboundPolicy = LOOPBACK_ONLY
+    """Hosts and key variables that UI and API callers may use (judges, generator endpoints)."""
 
     def check(self) -> None:
         if self.share and not self.auth:
@@ -87,7 +91,7 @@ def serve_app(queue, options: ServeOptions) -> int:
     queue.start()
     _stop_on_sigterm()
     try:
-        running = start_app(Services(queue), options, prevent_thread_lock=True)
+        running = start_app(Services(queue, outbound=options.outbound), options, prevent_thread_lock=True)
         print(f"MoTE Studio at {running.local_url} (data directory {queue.home}). Ctrl-C stops the app; "
               "running jobs keep running and are picked up again at the next start.", flush=True)
         running.demo.block_thread()

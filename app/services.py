@@ -28,6 +28,7 @@ from app.job_views import (
 from app.question_library import QuestionLibrary, QuestionSetRef
 from app.system_info import SystemReport, system_report
 from app.train_form import ChainSource, cli_command
+from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 from core.config import GenerateConfig, MoteConfig, load_preset, preset_names
 from core.data.questions import ImportReport, Question
 from core.decoding.subjects import BASE_PREFIX
@@ -51,8 +52,10 @@ class ChatSubjectChoice:
 class Services(EvaluationServices):
     """Everything the UI can do, over one job queue (its database and data directory)."""
 
-    def __init__(self, queue: JobQueue, *, default_model: str = GenerateSpec.model) -> None:
+    def __init__(self, queue: JobQueue, *, default_model: str = GenerateSpec.model,
+                 outbound: OutboundPolicy = LOOPBACK_ONLY) -> None:
         self.queue = queue
+        self.outbound = outbound  # URLs and key variables a caller may use (set by the operator at launch)
         self.home = queue.home
         self.sessions = queue.sessions
         self.default_model = default_model
@@ -80,7 +83,7 @@ class Services(EvaluationServices):
         ref = self.questions.get(question_set)
         config = {"generate": dict(settings or {}), "questions": ref.source, "model": model or self.default_model,
                   "limit": limit, "dataset_name": (dataset_name or "").strip() or None}
-        return self.queue.submit(JobKind.GENERATE, config)
+        return self.queue.submit(JobKind.GENERATE, config, outbound=self.outbound)
 
     @staticmethod
     def generate_defaults() -> GenerateConfig:
@@ -143,7 +146,7 @@ class Services(EvaluationServices):
         return config.to_yaml(), cli_command(source, self.config_path(name), home=self.home, db_url=db)
 
     def launch_training(self, config: MoteConfig, source: ChainSource) -> int:
-        return self.queue.submit(JobKind.TRAIN, {"mote": config.to_dict(), **source.job_config()})
+        return self.queue.submit(JobKind.TRAIN, {"mote": config.to_dict(), **source.job_config()}, outbound=self.outbound)
 
     def training_jobs(self) -> list[Job]:
         return training_jobs(self.sessions)

@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
 def run_jobs_command(args: argparse.Namespace, queue: JobQueue, out: TextIO = sys.stdout) -> int:
     """Handle one `jobs` action (parsed by add_parser) on `queue`."""
     action = args.jobs_action
+    if action in ("list", "show", "logs", "cancel", "retry"):
+        queue.settle_unattended()  # a worker that died with no dispatcher running shows as ended, not running
     if action == "list":
         status = JobStatus(args.status) if args.status else None
         out.write(format_job_list(list_jobs(queue.sessions, limit=args.limit, status=status)) + "\n")
@@ -98,6 +100,7 @@ def print_log(queue: JobQueue, job_id: int, follow: bool, out: TextIO = sys.stdo
             if not follow or queue.get(job_id).status.finished and all_read:
                 return 0
             time.sleep(POLL_SECONDS)
+            queue.settle_unattended()  # the worker may die while nobody runs the queue
     except KeyboardInterrupt:
         out.write(f"\nStopped following; job {job_id} keeps running.\n")
         return 0

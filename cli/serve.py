@@ -17,19 +17,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     serve.add_argument("--model-id", help="model name shown to clients (default: the run's label, e.g. mote:RUN)")
     serve.add_argument("--max-stage-tokens", type=int, default=256, help="default token limit of each stage")
+    serve.add_argument("--api-key", help="key clients must send as 'Authorization: Bearer KEY' (visible in ps: "
+                                         "prefer --api-key-file or $MOTE_API_KEY); required beyond loopback")
+    serve.add_argument("--api-key-file", help="file whose first line is the API key")
+    serve.add_argument("--max-prompt-tokens", type=int, default=4096, help="longest prompt a request may send")
+    serve.add_argument("--max-completion-tokens", type=int, default=4096,
+                       help="largest max_tokens / max_stage_tokens a request may ask for")
+    serve.add_argument("--max-total-tokens", type=int, default=16384,
+                       help="largest prompt + reply token budget of one request")
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve a run (or base:MODEL) as an OpenAI-compatible chat-completions API until Ctrl+C."""
     from core.decoding.chain_programs import GenerationSettings
     from core.decoding.subjects import load_subject
+    from core.serving.access import check_exposure, resolve_api_key
+    from core.serving.limits import ServeLimits
     from core.serving.server import base_url, check_port, serve_openai_api
 
+    api_key = resolve_api_key(args.api_key, args.api_key_file)
+    check_exposure(args.host, api_key)
+    limits = ServeLimits(max_prompt_tokens=args.max_prompt_tokens, max_completion_tokens=args.max_completion_tokens,
+                         max_total_tokens=args.max_total_tokens)
     check_port(args.host, args.port)  # before the model loads
     subject = load_subject(args.run, home=home_from(args))
     model_id = args.model_id or subject.label
     print(f"Serving {subject.label} ({subject.kind.value}) as model '{model_id}'.\n"
-          f"OpenAI clients: base URL {base_url(args.host, args.port)}  (Ctrl+C stops)", flush=True)
+          f"OpenAI clients: base URL {base_url(args.host, args.port)}  (Ctrl+C stops)"
+          f"{'; API key required' if api_key else ''}", flush=True)
     serve_openai_api(subject, args.host, args.port, model_id=model_id,
-                     defaults=GenerationSettings(max_stage_tokens=args.max_stage_tokens))
+                     defaults=GenerationSettings(max_stage_tokens=args.max_stage_tokens), limits=limits, api_key=api_key)
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from app.launcher import DEFAULT_HOST, DEFAULT_PORT, ServeOptions, serve_app
 from cli.options import queue_from
+from core.outbound import OutboundPolicy, build_policy
 
 VERBS = ("ui",)
 
@@ -48,6 +49,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, suppress: bool = Fa
     parser.add_argument("--share", action="store_true", default=default(False),
                         help="also publish a temporary public gradio.live link (needs --auth)")
     parser.add_argument("--auth", default=default(None), help="login USER:PASS, or a file with one USER:PASS per line")
+    parser.add_argument("--allow-judge-host", action="append", default=default([]), metavar="HOST[:PORT]",
+                        help="a host that judge and generator URLs from the UI/API may name (repeatable; loopback is "
+                             "always allowed; also MOTE_ALLOWED_JUDGE_HOSTS=h1,h2)")
+    parser.add_argument("--judge-key-env", action="append", default=default([]), metavar="NAME=HOST[,HOST]",
+                        help="an API key variable UI/API callers may name, sent only to the given host(s) (repeatable; "
+                             "a bare NAME binds to the --allow-judge-host hosts; also MOTE_ALLOWED_KEY_ENVS=N=h;N2=h2)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +64,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def server_options(args: argparse.Namespace) -> ServeOptions:
     """The app's ServeOptions from --host/--port/--share/--auth (an --auth file is read here)."""
-    return ServeOptions(args.host, args.port, args.share, parse_auth(args.auth))
+    return ServeOptions(args.host, args.port, args.share, parse_auth(args.auth), outbound_policy(args))
+
+
+def outbound_policy(args: argparse.Namespace) -> OutboundPolicy:
+    """The operator's outbound policy from --allow-judge-host / --judge-key-env and the environment."""
+    return build_policy(getattr(args, "allow_judge_host", None) or [], getattr(args, "judge_key_env", None) or [])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.db import DATABASE_ENV
 from jobs.gpus import GpuStatus, Placement, list_gpus, pick_devices
-from jobs.lifecycle import Readiness, dependency_state, mark_cancelled, mark_interrupted
+from jobs.lifecycle import Readiness, dependency_state, mark_cancelled, settle_vanished
 from jobs.processes import free_port, group_pids, is_our_worker, signal_group, spawn, worker_command, worker_environment
 from jobs.records import Job, JobKind, JobStatus, utcnow
 
@@ -171,12 +171,8 @@ class Dispatcher:
                     job.exit_code = code
                 return False
             how = f"exit code {code}" if code is not None else "no exit code: it was not started by this process"
-            if job.cancel_requested:
-                mark_cancelled(job, f"cancelled on request; the worker ended without reporting ({how})")
-                job.exit_code = code
-            else:
-                mark_interrupted(session, self.home, job, f"The worker process ended without reporting a result ({how}); "
-                                 f"see {job.log_path}. Retry the job to resume from its last checkpoint or chain.", code)
+            settle_vanished(session, self.home, job, f"The worker process ended without reporting a result ({how}); "
+                            f"see {job.log_path}. Retry the job to resume from its last checkpoint or chain.", code)
             return True
 
     def _enforce_cancel(self, job_id: int, pid: int | None, requested_at) -> None:
@@ -189,17 +185,23 @@ class Dispatcher:
             log.warning("job %s ignored SIGTERM for %.0f s: sending SIGKILL", job_id, self.settings.grace_seconds)
             signal_group(pid, signal.SIGKILL)
 
-    def recover(self) -> list[int]:
-        """At start-up: running rows of this host whose worker is gone become interrupted
-        (retried when auto_retry is set); rows with a live worker stay running (re-attached)."""
+    def recover(self, *, starting_grace: timedelta = timedelta(0)) -> list[int]:
+        """Running rows of this host whose worker is gone become interrupted (retried when
+        auto_retry is set), or cancelled when a cancel was asked; rows with a live worker stay
+        running (re-attached). At start-up, and from any CLI command while no dispatcher runs.
+        `starting_grace`: a row claimed this recently whose pid is not stored yet is being
+        started by another process, not gone."""
         with self.sessions() as session:
-            rows = [(j.id, j.pid) for j in session.scalars(select(Job).where(
+            rows = [(j.id, j.pid, j.started_at) for j in session.scalars(select(Job).where(
                 Job.status == JobStatus.RUNNING, (Job.host == self.host) | Job.host.is_(None)))]
-        lost = [job_id for job_id, pid in rows if not self._alive(job_id, pid)[0]]
+        now = utcnow()
+        lost = [job_id for job_id, pid, started in rows if not self._alive(job_id, pid)[0]
+                and not (pid is None and started is not None and now - started < starting_grace)]
         for job_id in lost:
             with self.sessions.begin() as session:
                 job = session.get(Job, job_id)
                 if job is not None and job.status is JobStatus.RUNNING:
-                    mark_interrupted(session, self.home, job, "The worker was gone when MoTE Studio started (the app "
-                                     "or machine stopped while it ran). Retry the job to resume from its last checkpoint or chain.")
+                    settle_vanished(session, self.home, job, "The worker was gone while no dispatcher ran (the app, "
+                                    "the machine or the worker stopped while it ran). Retry the job to resume from its "
+                                    "last checkpoint or chain.")
         return lost

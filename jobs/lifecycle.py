@@ -23,6 +23,8 @@ from jobs.records import Job, JobDependency, JobKind, JobStatus, utcnow
 #: An interrupted job is retried by itself at most this many times (a job that keeps getting
 #: killed, e.g. out of memory, should stop and tell the user).
 MAX_AUTO_RETRIES = 3
+#: The message of a job row that only records a config refused at submit (it never ran).
+REJECTED_AT_SUBMIT = "rejected at submit"
 
 
 def root_job_id(session: Session, job_id: int) -> int:
@@ -77,6 +79,8 @@ def create_retry(session: Session, home: Path, job: Job) -> Job:
     """A queued copy of a finished job that resumes its work (see the module docstring)."""
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED):
         raise ValueError(f"Job {job.id} is {job.status.value}: only failed, cancelled or interrupted jobs can be retried.")
+    if job.message == REJECTED_AT_SUBMIT and job.started_at is None:  # a retry would queue the refused config unchecked
+        raise ValueError(f"Job {job.id} was rejected at submit ({job.error}): fix the config and submit it again.")
     newer = latest_attempt(session, job.id)
     if newer is not None and newer.id != job.id:
         raise ValueError(f"Job {job.id} was already retried as job {newer.id}: retry job {newer.id} instead.")
@@ -99,6 +103,16 @@ def mark_interrupted(session: Session, home: Path, job: Job, reason: str, exit_c
         job.error = f"{reason}\nNot retried again: {MAX_AUTO_RETRIES} automatic retries already failed."
         return None
     return create_retry(session, home, job)
+
+
+def settle_vanished(session: Session, home: Path, job: Job, reason: str, exit_code: int | None = None) -> None:
+    """A running job whose worker is gone: cancelled when a cancel was asked (the user's wish
+    stands, even though nobody was left to signal), else interrupted (and maybe auto-retried)."""
+    if job.cancel_requested:
+        mark_cancelled(job, f"cancelled on request; {reason[0].lower()}{reason[1:]}")
+        job.exit_code = exit_code
+    else:
+        mark_interrupted(session, home, job, reason, exit_code)
 
 
 class Readiness(enum.Enum):

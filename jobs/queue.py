@@ -12,23 +12,29 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session
 
+from core.outbound import OutboundPolicy
+
 from jobs.db import database_url, init_db, session_factory
 from jobs.dispatch import Dispatcher, DispatchSettings
 from jobs.gpus import GpuStatus, list_gpus
-from jobs.lifecycle import create_retry, latest_attempt, mark_cancelled, new_job, pipeline_stages
-from jobs.lock import DispatcherLock
+from jobs.lifecycle import REJECTED_AT_SUBMIT, create_retry, latest_attempt, mark_cancelled, new_job, pipeline_stages
+from jobs.lock import DispatcherLock, dispatcher_pid
+from jobs.outbound_check import check_config_outbound
 from jobs.processes import is_our_worker, signal_group
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, utcnow
 from jobs.evaluate_spec import EvaluateSpec
 from jobs.specs import GenerateSpec, JobConfigError, JobSpec, PipelineSpec, TrainSpec, parse_job_config, parse_kind
 
 log = logging.getLogger(__name__)
+#: A job claimed this recently without a stored pid is being started by another process.
+STARTING_GRACE_S = 30.0
 
 
 class JobQueue:
@@ -53,11 +59,15 @@ class JobQueue:
 
     # ---- submitting ------------------------------------------------------------------------
     def submit(self, kind: JobKind | str, config: dict[str, Any], depends_on: list[int] = (),
-               gpus: list[int] | None = None, auto_retry: bool = False) -> int:
+               gpus: list[int] | None = None, auto_retry: bool = False, outbound: OutboundPolicy | None = None) -> int:
         """Queue a job and return its id. An invalid config raises JobConfigError naming the
-        setting, and is also stored as a failed job so history shows it."""
+        setting, and is also stored as a failed job so history shows it. `outbound`: the
+        operator's policy for URLs and key variables sent by a caller (the app); None for the
+        operator's own CLI."""
         kind = parse_kind(kind)
         try:
+            if outbound is not None:
+                check_config_outbound(config, outbound)
             spec = parse_job_config(kind, config)
             with self.sessions() as session:
                 self._check_references(session, spec, list(depends_on), gpus)
@@ -104,7 +114,7 @@ class JobQueue:
         with self.sessions.begin() as session:
             job = new_job(session, self.home, kind, snapshot if isinstance(snapshot, dict) else {"value": snapshot},
                           status=JobStatus.FAILED, error=f"Invalid config: {error}")
-            job.message = "rejected at submit"
+            job.message = REJECTED_AT_SUBMIT
             return job.id
 
     def _submit_pipeline(self, session: Session, spec: PipelineSpec, depends_on: list[int],
@@ -179,6 +189,14 @@ class JobQueue:
 
     def recover(self) -> list[int]:
         return self.dispatcher.recover()
+
+    def settle_unattended(self) -> list[int]:
+        """While no dispatcher runs (the --detach path, the app stopped), end the running jobs of
+        this host whose worker is gone, so list, show, retry, cancel and logs --follow see the truth
+        instead of 'running' for ever. Returns the ids it ended; does nothing under a dispatcher."""
+        if self.running or dispatcher_pid(self.home) is not None:
+            return []
+        return self.dispatcher.recover(starting_grace=timedelta(seconds=STARTING_GRACE_S))
 
     def dispatch(self) -> list[int]:
         return self.dispatcher.dispatch()

@@ -17,6 +17,8 @@ from core.decoding.subjects import StageText, SubjectReply
 
 #: Upper bound of any token limit a request may ask for (a typo must not tie up the model for hours).
 MAX_REQUEST_TOKENS = 32768
+#: Seeds are 64-bit signed integers, as in vLLM (a larger one cannot seed a torch generator).
+SEED_RANGE = (-(2**63), 2**63 - 1)
 
 
 class RequestError(ValueError):
@@ -62,7 +64,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_REQUEST_TOKENS)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None
@@ -84,6 +86,16 @@ class ChatCompletionRequest(BaseModel):
     def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
         if isinstance(value, list) and len(value) > 4:
             raise ValueError(f"stop holds {len(value)} strings: send at most 4")
+        for text in [value] if isinstance(value, str) else value or []:
+            _check_encodable(text)
+        return value
+
+    @field_validator("messages")
+    @classmethod
+    def _encodable_messages(cls, value: list[ChatMessage]) -> list[ChatMessage]:
+        for message in value:
+            for text in [message.content] if isinstance(message.content, str) else [p.text for p in message.content or []]:
+                _check_encodable(text or "")
         return value
 
     def stop_strings(self) -> list[str]:
@@ -113,6 +125,15 @@ class ChatCompletionRequest(BaseModel):
         if answer_limit is not None:
             settings.stage_limits[Stage.ANSWER.name.lower()] = answer_limit
         return settings
+
+
+def _check_encodable(text: str) -> None:
+    """JSON may carry lone UTF-16 surrogates (\\ud800) that no tokenizer or reply can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"the text holds an unpaired surrogate at position {error.start} ({text[error.start]!a}), "
+                         "which is not valid Unicode: send UTF-8 text") from None
 
 
 class StopScanner:

@@ -45,9 +45,19 @@ delta.content. Then a chunk with an empty delta and the finish_reason, then (wit
 stream_options.include_usage) a chunk with "choices": [] and "usage". An error after the
 stream began arrives as `data: {"error": {...}}` before [DONE].
 
-Errors: HTTP 400 (bad request) or 404 / 500 with {"error": {"message": ..., "type":
-"invalid_request_error" | "not_found_error" | "server_error", "param": ..., "code": null}}.
-Requests run one at a time per model (the subject's lock); others wait their turn.
+Errors: HTTP 400 (bad request, including a request over a limit), 401 (missing or wrong API
+key), 404, 413 (body too large), 503 (the server is stopping) or 500 with {"error": {"message":
+..., "type": "invalid_request_error" | "authentication_error" | "not_found_error" |
+"server_error", "param": ..., "code": null}}.
+
+Access and limits (core/serving/access.py, core/serving/limits.py): with an API key set, every
+request needs `Authorization: Bearer KEY`; a server on a non-loopback address must have one.
+Prompt tokens, per-stage token limits and prompt + budget are bounded (ServeLimits; GET
+/v1/models shows them as `mote_limits`).
+
+Requests run one at a time per model (the subject's lock); others wait their turn. A client that
+disconnects stops its generation at the next token; SIGTERM (or Ctrl+C) stops every generation
+at its next token, answers 503 (or an error event on a stream) and exits.
 """
 from __future__ import annotations
 
@@ -68,6 +78,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.decoding.chain_programs import GenerationSettings, StageEvent
+from core.serving.access import BodyTooLarge, GuardMiddleware, check_exposure
+from core.serving.limits import ServeLimits, check_request, describe
 from core.serving.schema import (
     ChatCompletionRequest,
     RequestError,
@@ -86,34 +98,65 @@ log = logging.getLogger(__name__)
 DONE = "data: [DONE]\n\n"
 
 
-def build_app(subject: ChatSubject, *, model_id: str | None = None, defaults: GenerationSettings | None = None) -> FastAPI:
+STOPPING_MESSAGE = "The server is shutting down; the generation was stopped. Retry against a running server."
+
+
+def build_app(subject: ChatSubject, *, model_id: str | None = None, defaults: GenerationSettings | None = None,
+              limits: ServeLimits | None = None, api_key: str | None = None,
+              stopping: threading.Event | None = None) -> FastAPI:
     """The FastAPI app serving `subject` under `model_id` (default: the subject's label).
 
-    `defaults` are the decoding settings a request starts from (e.g. the server's max_stage_tokens).
+    `defaults` are the decoding settings a request starts from (e.g. the server's max_stage_tokens);
+    `limits` bound each request; `api_key` (if set) is required on every request; setting
+    `stopping` (also at app.state.stopping) ends every generation at its next token.
     """
     model_id = model_id or subject.label
+    limits = limits or ServeLimits()
+    stopping = stopping or threading.Event()
     app = FastAPI(title="MoTE Studio OpenAI-compatible server", description=__doc__)
+    app.state.stopping = stopping
+    app.add_middleware(GuardMiddleware, api_key=api_key, max_body_bytes=limits.max_body_bytes)
     started = int(time.time())
     _add_error_handlers(app)
 
     @app.get("/v1/models")
     def list_models() -> dict[str, Any]:
-        card = {"id": model_id, "object": "model", "created": started, "owned_by": "mote-studio", "mote_kind": subject.kind.value}
+        card = {"id": model_id, "object": "model", "created": started, "owned_by": "mote-studio",
+                "mote_kind": subject.kind.value, "mote_limits": describe(limits)}
         return {"object": "list", "data": [card]}
 
     @app.post("/v1/chat/completions", response_model=None)
-    def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | StreamingResponse:
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> dict[str, Any] | JSONResponse | StreamingResponse:
         ids = {"request_id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model_id": model_id}
         reply = SubjectReply()
-        events = subject.stream(body.chat_messages(), body.settings(defaults), reply=reply)  # prompt errors raise here
+        messages, settings = body.chat_messages(), body.settings(defaults)
+        events = subject.stream(messages, settings, reply=reply)  # prompt errors raise here; nothing runs yet
+        try:
+            await anyio.to_thread.run_sync(check_request, limits, subject, messages, settings)  # tokenizes: off the loop
+        except BaseException:
+            events.close()
+            raise
         if body.stream:
-            chunks = _sse_lines(events, reply, body, ids)
+            chunks = _sse_lines(events, reply, body, ids, stopping.is_set)
             return StreamingResponse(_in_threads(chunks), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        for _ in events:
-            pass
+        if not await _drain(events, request, stopping):
+            return JSONResponse(error_body(STOPPING_MESSAGE, kind="server_error"), status_code=503)
         return completion_body(reply, stops=body.stop_strings(), **ids)
 
     return app
+
+
+async def _drain(events: Iterator[StageEvent], request: Request, stopping: threading.Event) -> bool:
+    """Run a non-streamed generation token by token on worker threads; False when it was cut
+    short because the client left or the server is stopping (a sync loop would run on regardless)."""
+    try:
+        while True:
+            if stopping.is_set() or await request.is_disconnected():
+                return False
+            if await anyio.to_thread.run_sync(next, events, None) is None:
+                return True
+    finally:
+        events.close()  # frees the subject's lock at once
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -131,6 +174,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PromptError)
     async def bad_prompt(request: Request, error: PromptError) -> JSONResponse:
         return JSONResponse(error_body(str(error), param="messages"), status_code=400)
+
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(error_body(str(error)), status_code=413)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -188,11 +235,16 @@ def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def _sse_lines(events: Iterator[StageEvent], reply: SubjectReply, body: ChatCompletionRequest, ids: dict[str, Any]) -> Iterator[str]:
-    """The SSE lines of one streamed completion; generation stops at a stop string."""
+def _sse_lines(events: Iterator[StageEvent], reply: SubjectReply, body: ChatCompletionRequest, ids: dict[str, Any],
+               stopping: Callable[[], bool] = lambda: False) -> Iterator[str]:
+    """The SSE lines of one streamed completion; generation stops at a stop string, or when `stopping()`."""
     writer = _DeltaWriter(body.stop_strings())
     try:
         for event in events:
+            if stopping():
+                yield _sse(error_body(STOPPING_MESSAGE, kind="server_error"))
+                yield DONE
+                return
             for delta in writer.deltas(event):
                 yield _sse(chunk_body(delta, **ids))
             if writer.scanner.stopped:
@@ -270,9 +322,31 @@ def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, tim
     return base_url(host, port), stop
 
 
+#: Seconds SIGTERM waits for in-flight requests (each stops at its next token) before cancelling them.
+SHUTDOWN_GRACE_S = 3
+
+
+class _StoppingServer(uvicorn.Server):
+    """uvicorn's server, which also tells every generation to stop when a signal asks it to exit
+    (uvicorn alone waits for in-flight requests, and a long generation never ends by itself)."""
+
+    def __init__(self, config: uvicorn.Config, stopping: threading.Event) -> None:
+        super().__init__(config)
+        self.stopping = stopping
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.stopping.set()
+        super().handle_exit(sig, frame)
+
+
 def serve_openai_api(
     subject: ChatSubject, host: str = "127.0.0.1", port: int = 8000, *,
     model_id: str | None = None, defaults: GenerationSettings | None = None, log_level: str = "info",
+    limits: ServeLimits | None = None, api_key: str | None = None,
 ) -> None:
-    """Serve `subject` until interrupted (Ctrl+C); blocks."""
-    uvicorn.run(build_app(subject, model_id=model_id, defaults=defaults), host=host, port=port, log_level=log_level)
+    """Serve `subject` until Ctrl+C or SIGTERM; blocks. Refuses a non-loopback host without `api_key`."""
+    check_exposure(host, api_key)
+    stopping = threading.Event()
+    app = build_app(subject, model_id=model_id, defaults=defaults, limits=limits, api_key=api_key, stopping=stopping)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    _StoppingServer(config, stopping).run()

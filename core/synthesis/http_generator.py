@@ -21,6 +21,18 @@ class EndpointError(RuntimeError):
     """The endpoint could not be used; the message says what to check."""
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib re-sends the Authorization header to wherever a redirect points; the key must only
+    reach the URL it was configured (and checked) for, so a redirect is an error instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102 - urllib hook
+        raise EndpointError(f"{req.full_url} redirected (HTTP {code}) to {newurl}: redirects are not followed, so the "
+                            "API key goes only to the configured URL; configure the final URL instead.")
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 class OpenAIChatClient:
     """Minimal chat-completions client with bounded retries."""
 
@@ -60,7 +72,7 @@ class OpenAIChatClient:
         last_error: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with _OPENER.open(request, timeout=self.timeout) as response:
                     return json.loads(response.read().decode("utf-8"))
             except urllib.error.HTTPError as error:
                 if error.code in (401, 403):
