@@ -62,7 +62,7 @@ def _config(args: argparse.Namespace):
         config.model = args.model
     if getattr(args, "method", None):
         config.method = config.method.__class__(args.method)
-    if getattr(args, "max_steps", None):
+    if getattr(args, "max_steps", None) is not None:  # 0 goes on to be refused, never ignored
         config.train.max_steps = args.max_steps
     return config
 
