@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import DataConfig, ExpertConfig, MoteConfig, SettingRule, TrainConfig, setting_rules
+from core.config import DataConfig, ExpertConfig, MoteConfig, TrainConfig
+from core.settings import SettingRule, setting_rules
 
 SAMPLE_SOURCE = "sample"
 DATASET_PREFIX = "dataset:"

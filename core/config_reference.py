@@ -23,9 +23,8 @@ from core.config import (
     MoteConfig,
     load_preset,
     preset_names,
-    setting_rules,
-    yaml_flow_text,
 )
+from core.settings import setting_rules, yaml_flow_text
 
 REFERENCE_PATH = DOCS_DIR / "config-reference.md"
 REGENERATE_COMMAND = "python launch.py config-reference --write docs/config-reference.md"

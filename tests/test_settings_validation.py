@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 import launch
-from core.config import ConfigFileError, MoteConfig, SettingError
+from core.config import MoteConfig
 from core.data.chains import ChainFormatError, check_chains_file, save_chains_jsonl
 from core.model_source import ModelSourceError, load_base_model
+from core.settings import ConfigFileError, SettingError
 from jobs.queue import JobQueue
 from jobs.specs import JobConfigError
 from tests.conftest import short_chains
@@ -139,14 +140,15 @@ def test_yaml_exponent_numbers_are_read_as_numbers():
 
 
 def test_cli_train_refuses_bad_settings_in_one_line(tmp_path, tiny_dir, chains_file, capfd):
-    base = ["--home", str(tmp_path / "home"), "--db", f"sqlite:///{tmp_path / 'mote.db'}", "train"]
+    url, home = f"sqlite:///{tmp_path / 'mote.db'}", tmp_path / "home"
+    base = ["--home", str(home), "--db", url, "train"]
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("train: {epochs: 2\n", encoding="utf-8")
     assert launch.main([*base, "--config", str(bad_yaml), "--detach"]) != 0
+    error = capfd.readouterr().err
+    assert "bad.yaml" in error and "not valid YAML" in error and "Traceback" not in error
     zero_steps = ["--preset", "quick", "--model", str(tiny_dir), "--chains", str(chains_file), "--max-steps", "0"]
     assert launch.main([*base, *zero_steps, "--detach"]) != 0  # 0 is refused, not read as "no limit"
-    output = capfd.readouterr()
-    text = output.out + output.err
-    assert "bad.yaml" in text and "not valid YAML" in text
-    assert "train.max_steps=0 is out of range" in text
-    assert "Traceback" not in text
+    queue = JobQueue(url, home)  # the refusal is recorded as failed job 1 (what the CLI printed)
+    assert "train.max_steps=0 is out of range" in queue.get(1).error
+    queue.engine.dispose()
