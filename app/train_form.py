@@ -1,16 +1,16 @@
 """The Train tab's hyperparameter form: which MoteConfig fields it shows, their valid ranges, their
 help text, and the conversions form values <-> MoteConfig <-> YAML / CLI command.
 
-Why ranges and help are read from core/config.py (through core.config_reference): each field
-there carries a docstring and `__post_init__` checks its range, so the form says exactly what
-the code enforces and cannot drift from it. A few fields core leaves unchecked get a guard of the
-form's own (no negative weight decay); those are marked `enforced=False`.
+Why ranges and help are read from core/config.py's field metadata (`setting_rules`): the same
+SettingRule that `validate_settings` enforces gives the form its limits and help text, so the
+form says exactly what the code enforces and cannot drift from it.
 """
 from __future__ import annotations
 
 import enum
 import functools
 import inspect
+import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import DataConfig, ExpertConfig, MoteConfig, TrainConfig
-from core.config_reference import Constraint, field_constraints, field_docstrings
+from core.settings import SettingRule, setting_rules
 
 SAMPLE_SOURCE = "sample"
 DATASET_PREFIX = "dataset:"
@@ -37,12 +37,11 @@ class FieldKind(str, enum.Enum):
 @dataclass(frozen=True)
 class FieldSpec:
     """One form field: its dotted path in MoteConfig and its kind. `optional`: an empty field
-    means None. `guard_min`: a lower bound of the form's own where core checks none."""
+    means None."""
 
     path: str
     kind: FieldKind
     optional: bool = False
-    guard_min: float | None = None
 
     @property
     def name(self) -> str:
@@ -59,41 +58,28 @@ class FieldSpec:
         return _SECTIONS[section], leaf
 
     @property
-    def enforced(self) -> bool:
-        """Whether core itself checks this field's range (else the form's guard does)."""
-        return self.guard_min is None
+    def rule(self) -> SettingRule:
+        """The field's declared rule in core/config.py: range, choices and help."""
+        cls, leaf = self.owner
+        return setting_rules(cls)[leaf]
 
     @property
     def minimum(self) -> float | None:
-        return self.guard_min if self.guard_min is not None else _constraint(self).low
+        return self.rule.ge
 
     @property
     def maximum(self) -> float | None:
-        return _constraint(self).high
+        return self.rule.le
 
     @property
     def choices(self) -> tuple[str, ...]:
-        return tuple(str(c) for c in _constraint(self).choices)
+        return tuple(str(c) for c in self.rule.choices)
 
     def range_text(self) -> str:
-        if self.minimum is None and self.maximum is None:
-            return ""
-        low = "" if self.minimum is None else f"{self.minimum:g}"
-        if self.maximum is None:
-            text = f">= {low}"
-        else:
-            text = f"[{low}, {self.maximum:g}]" if low else f"<= {self.maximum:g}"
-        return text + (" (0 or empty: none)" if self.optional else "")
-
-
-@functools.cache
-def _constraints(cls: type) -> dict[str, Constraint]:
-    return field_constraints(cls)
-
-
-def _constraint(spec: FieldSpec) -> Constraint:
-    cls, leaf = spec.owner
-    return _constraints(cls).get(leaf, Constraint())
+        """The declared range as the reference and core's errors write it; an optional field
+        says that 0 (what Gradio shows for an empty number) means none."""
+        text = self.rule.range_text()
+        return text + (" (0 or empty: none)" if text and self.optional else "")
 
 
 FIELDS: tuple[FieldSpec, ...] = (
@@ -112,26 +98,20 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("train.batch_size", FieldKind.INT),
     FieldSpec("train.micro_batch_size", FieldKind.INT),
     FieldSpec("train.learning_rate", FieldKind.FLOAT),
-    FieldSpec("train.weight_decay", FieldKind.FLOAT, guard_min=0.0),
+    FieldSpec("train.weight_decay", FieldKind.FLOAT),
     FieldSpec("train.warmup_ratio", FieldKind.FLOAT),
-    FieldSpec("train.max_grad_norm", FieldKind.FLOAT, guard_min=0.0),
+    FieldSpec("train.max_grad_norm", FieldKind.FLOAT),
     FieldSpec("train.mixed_precision", FieldKind.CHOICE),
     FieldSpec("train.checkpoint_every", FieldKind.INT),
-    FieldSpec("train.seed", FieldKind.INT, guard_min=0),
+    FieldSpec("train.seed", FieldKind.INT),
     FieldSpec("train.gradient_checkpointing", FieldKind.BOOL),
 )
 FIELD_NAMES: tuple[str, ...] = tuple(spec.name for spec in FIELDS)
 
 
-@functools.cache
-def _docstrings(cls: type) -> dict[str, str]:
-    return field_docstrings(cls)
-
-
 def field_help(spec: FieldSpec) -> str:
-    """What the form shows under a field: the valid range, then the field's docstring."""
-    cls, leaf = spec.owner
-    parts = [f"valid: {spec.range_text()}" if spec.range_text() else "", _docstrings(cls).get(leaf, "")]
+    """What the form shows under a field: the valid range, then the field's help text."""
+    parts = [f"valid: {spec.range_text()}" if spec.range_text() else "", spec.rule.help]
     return " — ".join(part for part in parts if part)
 
 
@@ -151,6 +131,16 @@ def form_values(config: MoteConfig) -> list[Any]:
     return values
 
 
+def _number(spec: FieldSpec, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{spec.path}={value!r} is not a number: use {spec.range_text() or 'a number'}.") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{spec.path}={value!r} is not a finite number: use {spec.range_text() or 'a number'}.")
+    return number
+
+
 def _coerce(spec: FieldSpec, value: Any) -> Any:
     if spec.optional and value == 0:  # an empty number field reads as 0
         return None
@@ -159,20 +149,19 @@ def _coerce(spec: FieldSpec, value: Any) -> Any:
             return None
         raise ValueError(f"{spec.path} is empty: give a value" + (f" in {spec.range_text()}." if spec.range_text() else "."))
     if spec.kind is FieldKind.INT:
-        if float(value) != int(float(value)):
+        if _number(spec, value) != int(_number(spec, value)):
             raise ValueError(f"{spec.path}={value!r} is not a whole number: use an integer in {spec.range_text()}.")
-        value = int(float(value))
+        value = int(_number(spec, value))
     elif spec.kind is FieldKind.FLOAT:
-        value = float(value)
+        value = _number(spec, value)
     elif spec.kind is FieldKind.BOOL:
-        return bool(value)
+        if not isinstance(value, bool):
+            raise ValueError(f"{spec.path}={value!r} is not true or false: tick or clear the box (true/false).")
+        return value
     elif spec.kind is FieldKind.LIST:
         return [item.strip() for item in str(value).split(",") if item.strip()]
     elif spec.kind is FieldKind.CHOICE and value not in spec.choices:
         raise ValueError(f"{spec.path}={value!r} is not valid: use one of {list(spec.choices)}.")
-    if spec.kind in (FieldKind.INT, FieldKind.FLOAT) and not spec.enforced:
-        if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
-            raise ValueError(f"{spec.path}={value!r} is out of range: use {spec.range_text()}.")
     return value.strip() if isinstance(value, str) else value
 
 

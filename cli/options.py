@@ -61,6 +61,6 @@ def mote_config(args: argparse.Namespace) -> MoteConfig:
         config.model = args.model
     if getattr(args, "method", None):
         config.method = config.method.__class__(args.method)
-    if getattr(args, "max_steps", None):
+    if getattr(args, "max_steps", None) is not None:
         config.train.max_steps = args.max_steps
     return config

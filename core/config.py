@@ -1,19 +1,33 @@
 """Dataclass configs for MoTE training, checked on construction; YAML presets mirror them.
 
-Why dataclasses: one place declares each setting, its default, its valid range and its meaning
-(the field docstring comments), so the CLI, the UI and the YAML presets cannot drift apart.
-Every DECISION of docs/mote-method.md is a field here.
+Why dataclasses with metadata: one place declares each setting, its default, its valid range
+or choices and its meaning (`setting(...)`, core/settings.py), so the checks, the Train form and
+docs/config-reference.md all read the same declaration and cannot drift apart. Every config's
+__post_init__ calls the one generic validator (`validate_settings`), so a rule written here is
+always both checked and shown. Every DECISION of docs/mote-method.md is a field.
 """
 from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
 from core.paths import ASSETS_DIR
+from core.settings import (
+    ConfigFileError,
+    plain_values,
+    read_yaml_mapping,
+    setting,
+    settings_from_dict,
+    validate_settings,
+)
+
+#: Largest seed every random generator in the stack accepts (numpy's limit).
+MAX_SEED = 2**32 - 1
 
 
 class Method(str, enum.Enum):
@@ -41,120 +55,82 @@ class QuestionRouting(str, enum.Enum):
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not (low <= value <= high):
-        raise ValueError(f"{name}={value!r} is out of range: use a value in [{low}, {high}].")
-
-
 @dataclass
 class ExpertConfig:
     """The step-routed LoRA experts (section 3)."""
 
-    rank: int = 16
-    """LoRA rank r of every expert (paper: 16)."""
-    lora_alpha: float = 32.0
-    """PEFT-style scaling numerator: each expert's output is scaled by lora_alpha / rank."""
-    alpha: float = 0.5
-    """Mixing weight: y = W0 x + alpha * E_stage(x) + (1 - alpha) * E_shared(x) (paper: 0.5)."""
-    dropout: float = 0.05
-    """Dropout on the expert input during training, as PEFT's lora_dropout."""
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
-    """Names (last path component) of the linear layers that get experts; ['all-linear'] for every
-    linear layer except the output head."""
-    step_experts: bool = True
-    """Three step experts routed by stage; False gives one LoRA for every token (baseline)."""
-    shared_expert: bool = True
-    """Add the shared expert; without it the stage expert gets weight 1 (ablation)."""
-    train_question_routing: QuestionRouting = QuestionRouting.RANDOM
-    """Question tokens during training: one step expert picked at random per sample (paper)."""
-    infer_question_routing: QuestionRouting = QuestionRouting.MEAN
-    """Question tokens at inference: the mean of the three step experts (the expectation of the
-    random training pick)."""
+    rank: int = setting(16, ge=1, le=1024, help="LoRA rank r of every expert (paper: 16).")
+    lora_alpha: float = setting(32.0, ge=1e-6, le=1e6, help="""PEFT-style scaling numerator: each expert's
+        output is scaled by lora_alpha / rank.""")
+    alpha: float = setting(0.5, ge=0.0, le=1.0, help="""Mixing weight: y = W0 x + alpha * E_stage(x) +
+        (1 - alpha) * E_shared(x) (paper: 0.5).""")
+    dropout: float = setting(0.05, ge=0.0, le=0.9, help="Dropout on the expert input during training, as PEFT's lora_dropout.")
+    target_modules: list[str] = setting(factory=lambda: list(DEFAULT_TARGET_MODULES), non_empty=True, help="""
+        Names (last path component) of the linear layers that get experts; ['all-linear'] for every
+        linear layer except the output head.""")
+    step_experts: bool = setting(True, help="""Three step experts routed by stage; False gives one LoRA for
+        every token (baseline).""")
+    shared_expert: bool = setting(True, help="""Add the shared expert; without it the stage expert gets
+        weight 1 (ablation).""")
+    train_question_routing: QuestionRouting = setting(QuestionRouting.RANDOM, help="""Question tokens during
+        training: one step expert picked at random per sample (paper).""")
+    infer_question_routing: QuestionRouting = setting(QuestionRouting.MEAN, help="""Question tokens at
+        inference: the mean of the three step experts (the expectation of the random training pick).""")
 
     def __post_init__(self) -> None:
-        self.train_question_routing = QuestionRouting(self.train_question_routing)
-        self.infer_question_routing = QuestionRouting(self.infer_question_routing)
-        if not (1 <= self.rank <= 1024):
-            raise ValueError(f"rank={self.rank!r} is out of range: use an integer in [1, 1024].")
-        _check_range("lora_alpha", self.lora_alpha, 1e-6, 1e6)
-        _check_range("alpha", self.alpha, 0.0, 1.0)
-        _check_range("dropout", self.dropout, 0.0, 0.9)
-        if isinstance(self.target_modules, str):
+        if isinstance(self.target_modules, str):  # a single name is a list of one
             self.target_modules = [self.target_modules]
-        if not self.target_modules:
-            raise ValueError("target_modules is empty: name at least one linear layer, e.g. ['q_proj'].")
+        validate_settings(self)
 
 
 @dataclass
 class DataConfig:
     """How chains become training sequences (section 4)."""
 
-    max_length: int = 512
-    """Longest tokenised chain; longer chains are rejected with a message (never cut silently)."""
-    p_skip: float = 0.2
-    """Probability, per sample and per intermediate stage, that later stages cannot see it."""
-    compact_positions: bool = True
-    """With a stage skipped, later tokens take the positions they would have had without it, so a
-    skipped sample computes exactly what the truncated chain would (RoPE sees the same distances)."""
-    train_on: str = "chain"
-    """'chain': loss on every stage and marker; 'answer': plain answer, no markers (SFT baseline)."""
-    system_prompt: str | None = None
-    """System message put before the question; None leaves the chat template's default."""
+    max_length: int = setting(512, ge=16, le=131072, help="""Longest tokenised chain; longer chains are
+        rejected with a message (never cut silently).""")
+    p_skip: float = setting(0.2, ge=0.0, le=1.0, help="""Probability, per sample and per intermediate stage,
+        that later stages cannot see it.""")
+    compact_positions: bool = setting(True, help="""With a stage skipped, later tokens take the positions
+        they would have had without it, so a skipped sample computes exactly what the truncated chain
+        would (RoPE sees the same distances).""")
+    train_on: str = setting("chain", choices=("chain", "answer"), help="""'chain': loss on every stage and
+        marker; 'answer': plain answer, no markers (SFT baseline).""")
+    system_prompt: str | None = setting(None, help="""System message put before the question; None leaves
+        the chat template's default.""")
 
     def __post_init__(self) -> None:
-        if not (16 <= self.max_length <= 131072):
-            raise ValueError(f"max_length={self.max_length!r} is out of range: use [16, 131072].")
-        _check_range("p_skip", self.p_skip, 0.0, 1.0)
-        if self.train_on not in ("chain", "answer"):
-            raise ValueError(f"train_on={self.train_on!r} is not valid: use 'chain' or 'answer'.")
+        validate_settings(self)
 
 
 @dataclass
 class TrainConfig:
     """The training loop (accelerate)."""
 
-    epochs: float = 3.0
-    """Passes over the chain dataset (paper: 3)."""
-    max_steps: int | None = None
-    """Stop after this many optimizer steps (overrides epochs when set)."""
-    batch_size: int = 16
-    """Chains per optimizer step on each process, before gradient accumulation splits it."""
-    micro_batch_size: int = 4
-    """Chains per forward pass; batch_size must be a multiple of it (gradient accumulation)."""
-    learning_rate: float = 2e-5
-    """Peak learning rate of AdamW (paper: 2e-5)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay on expert weights."""
-    warmup_ratio: float = 0.03
-    """Fraction of steps with linear warm-up, then cosine decay to 0."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping norm (0 disables)."""
-    mixed_precision: str = "auto"
-    """'auto' (bf16 autocast where the device supports it), 'bf16', 'fp16' (GPU) or 'no'."""
-    checkpoint_every: int = 0
-    """Save a resumable checkpoint every N optimizer steps (0: only at the end and on stop)."""
-    seed: int = 0
-    """Seeds data order, question routing, step skipping and initialisation."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in backward to save memory on large models."""
+    epochs: float = setting(3.0, ge=0.01, le=1000.0, help="""Passes over the chain dataset (paper: 3);
+        fractions are allowed, 0 is not (set max_steps for a short run).""")
+    max_steps: int | None = setting(None, ge=1, help="""Stop after this many optimizer steps (overrides
+        epochs when set); None (left out): epochs decide.""")
+    batch_size: int = setting(16, ge=1, multiple_of="micro_batch_size", help="""Chains per optimizer step on
+        each process, before gradient accumulation splits it.""")
+    micro_batch_size: int = setting(4, ge=1, help="""Chains per forward pass; batch_size must be a multiple
+        of it (gradient accumulation).""")
+    learning_rate: float = setting(2e-5, ge=1e-9, le=1.0, help="Peak learning rate of AdamW (paper: 2e-5).")
+    weight_decay: float = setting(0.0, ge=0.0, help="AdamW weight decay on expert weights (0: none).")
+    warmup_ratio: float = setting(0.03, ge=0.0, le=0.5, help="""Fraction of steps with linear warm-up, then
+        cosine decay to 0.""")
+    max_grad_norm: float = setting(1.0, ge=0.0, help="Gradient clipping norm (0 disables clipping).")
+    mixed_precision: str = setting("auto", choices=("auto", "bf16", "fp16", "no"), help="""'auto' (bf16
+        autocast where the device supports it), 'bf16', 'fp16' (GPU) or 'no'.""")
+    checkpoint_every: int = setting(0, ge=0, help="""Save a resumable checkpoint every N optimizer steps
+        (0: only at the end and on stop).""")
+    seed: int = setting(0, ge=0, le=MAX_SEED, help="""Seeds data order, question routing, step skipping and
+        initialisation.""")
+    gradient_checkpointing: bool = setting(False, help="""Recompute activations in backward to save memory on
+        large models.""")
 
     def __post_init__(self) -> None:
-        _check_range("epochs", self.epochs, 0.0, 1000.0)
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps!r} is out of range: use None or >= 1.")
-        if self.batch_size < 1 or self.micro_batch_size < 1:
-            raise ValueError("batch_size and micro_batch_size must be >= 1.")
-        if self.batch_size % self.micro_batch_size:
-            raise ValueError(
-                f"batch_size={self.batch_size} is not a multiple of micro_batch_size="
-                f"{self.micro_batch_size}: pick sizes where micro_batch_size divides batch_size."
-            )
-        _check_range("learning_rate", self.learning_rate, 1e-9, 1.0)
-        _check_range("warmup_ratio", self.warmup_ratio, 0.0, 0.5)
-        if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
-            raise ValueError(f"mixed_precision={self.mixed_precision!r}: use auto, bf16, fp16 or no.")
-        if self.checkpoint_every < 0:
-            raise ValueError("checkpoint_every must be >= 0 (0 saves only at the end).")
+        validate_settings(self)
 
     @property
     def accumulation_steps(self) -> int:
@@ -165,64 +141,38 @@ class TrainConfig:
 class MoteConfig:
     """Everything one training run needs."""
 
-    model: str = "smollm2-135m-instruct"
-    """Base model: the bundled alias, a local Hugging Face folder, or a hub id when online."""
-    method: Method = Method.MOTE
-    """MoTE or a baseline / ablation; see `resolve_method`."""
-    experts: ExpertConfig = field(default_factory=ExpertConfig)
-    """The step-routed LoRA experts: rank, scaling, mixing weight, target layers, routing."""
-    data: DataConfig = field(default_factory=DataConfig)
-    """How chains become training sequences: length limit, step skipping, loss targets."""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    """The training loop: epochs or steps, batch sizes, optimizer, precision, checkpoints."""
+    model: str = setting("smollm2-135m-instruct", non_empty=True, help="""Base model: the bundled alias, a
+        local Hugging Face folder (config.json and *.safetensors weights), or a hub id when online.""")
+    method: Method = setting(Method.MOTE, help="MoTE or a baseline / ablation; see `resolve_method`.")
+    experts: ExpertConfig = setting(factory=ExpertConfig, help="""The step-routed LoRA experts: rank, scaling,
+        mixing weight, target layers, routing.""")
+    data: DataConfig = setting(factory=DataConfig, help="""How chains become training sequences: length
+        limit, step skipping, loss targets.""")
+    train: TrainConfig = setting(factory=TrainConfig, help="""The training loop: epochs or steps, batch sizes,
+        optimizer, precision, checkpoints.""")
 
     def __post_init__(self) -> None:
-        try:
-            self.method = Method(self.method)
-        except ValueError:
-            valid = [m.value for m in Method]
-            raise ValueError(f"method={self.method!r} is not known: use one of {valid}.") from None
-        for name, cls in (("experts", ExpertConfig), ("data", DataConfig), ("train", TrainConfig)):
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                setattr(self, name, _from_dict(cls, value, name))
+        validate_settings(self)
 
     def to_dict(self) -> dict[str, Any]:
         return plain_values(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MoteConfig:
-        return _from_dict(cls, data, "config")
+        return settings_from_dict(cls, data, "config")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> MoteConfig:
-        text = Path(path).read_text(encoding="utf-8")
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must be a YAML mapping of settings.")
-        return cls.from_dict(data)
+        """A checked config from a YAML file; every failure is one ValueError naming the file."""
+        path = Path(path)
+        data = read_yaml_mapping(path)
+        try:
+            return cls.from_dict(data)
+        except ValueError as error:
+            raise ConfigFileError(f"{path}: {error}") from None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-
-def plain_values(value: Any) -> Any:
-    """Enums to their values, tuples to lists, recursively: what JSON and YAML can hold."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: plain_values(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_values(v) for v in value]
-    return value
-
-
-def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}; valid settings are {sorted(names)}.")
-    return cls(**data)
 
 
 def resolve_method(config: MoteConfig) -> MoteConfig:
@@ -277,54 +227,38 @@ class FlaggedPolicy(str, enum.Enum):
 class GenerateConfig:
     """Self-generation of AlignCoT chains (section 2)."""
 
-    generator: str = "self"
-    """'self' (the model being aligned), a local model (alias, folder or hub id), or 'openai'
-    for an OpenAI-compatible chat endpoint (a stronger teacher)."""
-    endpoint_url: str | None = None
-    """Base URL of the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."""
-    endpoint_model: str | None = None
-    """Model name sent to the endpoint."""
-    api_key_env: str | None = None
-    """Name of the environment variable holding the endpoint's API key (never the key itself)."""
-    batch_size: int = 8
-    """Rows decoded together by a local generator; finished rows are refilled at once."""
-    analysis_tokens: int = 160
-    """Token limit of the analysis stage."""
-    guidance_tokens: int = 128
-    """Token limit of the guidance stage."""
-    answer_tokens: int = 256
-    """Token limit of each answer attempt."""
-    check_tokens: int = 8
-    """Token limit of each safety check (the verdict)."""
-    stop_strings: list[str] = field(default_factory=list)
-    """Extra strings that end a stage's text (the end-of-turn token always does)."""
-    temperature: float = 0.0
-    """Sampling temperature of first attempts (0 is greedy)."""
-    top_p: float = 1.0
-    """Nucleus sampling threshold."""
-    seed: int = 0
-    """Seeds sampling; attempt k of a question uses seed + k."""
-    flagged_policy: FlaggedPolicy = FlaggedPolicy.KEEP
-    """keep (flagged), drop, or regenerate the whole chain up to max_regenerations times."""
-    max_regenerations: int = 2
-    """Extra attempts under the regenerate policy; a chain still unsafe after them is kept, flagged."""
-    regenerate_temperature: float = 0.8
-    """Sampling temperature of regeneration attempts (greedy would repeat the same chain)."""
-    prompts_dir: str | None = None
-    """Folder with analysis/guidance/answer/check templates; None uses assets/prompts."""
-    max_prompt_tokens: int = 2048
-    """Longest prompt a stage may send; longer questions are recorded as failed, not cut."""
+    generator: str = setting("self", non_empty=True, help="""'self' (the model being aligned), a local model
+        (alias, folder or hub id), or 'openai' for an OpenAI-compatible chat endpoint (a stronger
+        teacher).""")
+    endpoint_url: str | None = setting(None, help="""Base URL of the OpenAI-compatible endpoint, e.g.
+        http://127.0.0.1:8000/v1 (needed by generator 'openai').""")
+    endpoint_model: str | None = setting(None, help="Model name sent to the endpoint (needed by generator 'openai').")
+    api_key_env: str | None = setting(None, help="""Name of the environment variable holding the endpoint's
+        API key (never the key itself).""")
+    batch_size: int = setting(8, ge=1, le=1024, help="""Rows decoded together by a local generator; finished
+        rows are refilled at once.""")
+    analysis_tokens: int = setting(160, ge=1, le=8192, help="Token limit of the analysis stage.")
+    guidance_tokens: int = setting(128, ge=1, le=8192, help="Token limit of the guidance stage.")
+    answer_tokens: int = setting(256, ge=1, le=8192, help="Token limit of each answer attempt.")
+    check_tokens: int = setting(8, ge=1, le=8192, help="Token limit of each safety check (the verdict).")
+    stop_strings: list[str] = setting(factory=list, help="""Extra strings that end a stage's text (the
+        end-of-turn token always does).""")
+    temperature: float = setting(0.0, ge=0.0, le=5.0, help="Sampling temperature of first attempts (0 is greedy).")
+    top_p: float = setting(1.0, ge=0.0, le=1.0, help="Nucleus sampling threshold.")
+    seed: int = setting(0, ge=0, le=MAX_SEED, help="Seeds sampling; attempt k of a question uses seed + k.")
+    flagged_policy: FlaggedPolicy = setting(FlaggedPolicy.KEEP, help="""keep (flagged), drop, or regenerate the
+        whole chain up to max_regenerations times.""")
+    max_regenerations: int = setting(2, ge=0, le=10, help="""Extra attempts under the regenerate policy; a
+        chain still unsafe after them is kept, flagged.""")
+    regenerate_temperature: float = setting(0.8, ge=0.0, le=5.0, help="""Sampling temperature of regeneration
+        attempts (greedy would repeat the same chain).""")
+    prompts_dir: str | None = setting(None, help="""Folder with analysis/guidance/answer/check templates; None
+        uses assets/prompts.""")
+    max_prompt_tokens: int = setting(2048, ge=1, le=131072, help="""Longest prompt a stage may send; longer
+        questions are recorded as failed, not cut.""")
 
     def __post_init__(self) -> None:
-        self.flagged_policy = FlaggedPolicy(self.flagged_policy)
-        if self.batch_size < 1 or self.batch_size > 1024:
-            raise ValueError(f"batch_size={self.batch_size!r} is out of range: use [1, 1024].")
-        for name in ("analysis_tokens", "guidance_tokens", "answer_tokens", "check_tokens"):
-            if not (1 <= getattr(self, name) <= 8192):
-                raise ValueError(f"{name}={getattr(self, name)!r} is out of range: use [1, 8192].")
-        _check_range("temperature", self.temperature, 0.0, 5.0)
-        _check_range("top_p", self.top_p, 0.0, 1.0)
-        if not (0 <= self.max_regenerations <= 10):
-            raise ValueError(f"max_regenerations={self.max_regenerations!r} is out of range: use [0, 10].")
+        validate_settings(self)
         if self.generator == "openai" and not (self.endpoint_url and self.endpoint_model):
-            raise ValueError("generator='openai' needs endpoint_url and endpoint_model (and api_key_env if the endpoint wants a key).")
+            raise ValueError("generator='openai' needs endpoint_url and endpoint_model (and api_key_env if the "
+                             "endpoint wants a key).")

@@ -1,17 +1,14 @@
 """Markdown reference of every training and generation setting, rendered from core/config.py.
 
 Why generated: the config dataclasses already state each setting's type, default, checked range
-(in `__post_init__`) and meaning (the string literal under each field), and the presets live in
-assets/presets. Rendering the reference from those sources means it cannot drift from the code;
+and meaning (the SettingRule in each field's metadata, which `validate_settings` enforces), and
+the presets live in assets/presets. Rendering the reference from those sources means it cannot drift from the code;
 tests/test_config_reference.py fails when docs/config-reference.md differs from a fresh render.
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
-import enum
 import inspect
-import itertools
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +22,9 @@ from core.config import (
     GenerateConfig,
     MoteConfig,
     load_preset,
-    plain_values,
     preset_names,
 )
+from core.settings import setting_rules, yaml_flow_text
 
 REFERENCE_PATH = DOCS_DIR / "config-reference.md"
 REGENERATE_COMMAND = "python launch.py config-reference --write docs/config-reference.md"
@@ -42,36 +39,6 @@ _INTROS = {
 
 
 @dataclass(frozen=True)
-class Constraint:
-    """What `__post_init__` accepts for one field: a closed range, a set of values, notes."""
-
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[Any, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    def merged(self, other: Constraint) -> Constraint:
-        return Constraint(
-            low=other.low if other.low is not None else self.low,
-            high=other.high if other.high is not None else self.high,
-            choices=other.choices or self.choices,
-            notes=self.notes + tuple(n for n in other.notes if n not in self.notes),
-        )
-
-    def text(self) -> str:
-        parts = []
-        if self.choices:
-            parts.append(", ".join(f"`{_yaml_value(c)}`" for c in self.choices))
-        if self.low is not None and self.high is not None:
-            parts.append(f"[{self.low!r}, {self.high!r}]")
-        elif self.low is not None:
-            parts.append(f">= {self.low!r}")
-        elif self.high is not None:
-            parts.append(f"<= {self.high!r}")
-        return "; ".join(parts + list(self.notes))
-
-
-@dataclass(frozen=True)
 class FieldDoc:
     """One row of the reference: a dataclass field as a user sees it."""
 
@@ -83,130 +50,9 @@ class FieldDoc:
     nested: type | None = None
 
 
-def _class_node(cls: type) -> ast.ClassDef:
-    module = inspect.getmodule(cls)
-    tree = ast.parse(inspect.getsource(module))
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
-            return node
-    raise ValueError(f"{cls.__name__} is not a top-level class of {module.__name__}: only those are documented.")
-
-
-def field_docstrings(cls: type) -> dict[str, str]:
-    """The string literal written under each annotated field (PEP 257 attribute docstrings)."""
-    body = _class_node(cls).body
-    docs: dict[str, str] = {}
-    for node, following in itertools.pairwise(body):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
-                and isinstance(following.value.value, str)):
-            docs[node.target.id] = " ".join(inspect.cleandoc(following.value.value).split())
-    return docs
-
-
-def _subject(node: ast.AST, loop_names: dict[str, str]) -> str | None:
-    """The field a check is about: `self.x`, or `getattr(self, name)` inside a loop over names."""
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
-        return node.attr
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
-            and len(node.args) == 2 and isinstance(node.args[1], ast.Name)):
-        return loop_names.get(node.args[1].id)
-    return None
-
-
-def _literal(node: ast.AST) -> Any:
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        return None
-
-
-def _allowed(test: ast.AST, loop_names: dict[str, str]) -> dict[str, Constraint]:
-    """Constraints from a condition that must hold, e.g. `low <= self.x <= high`."""
-    if isinstance(test, ast.Compare) and len(test.ops) == 2:
-        low, high = _literal(test.left), _literal(test.comparators[1])
-        field = _subject(test.comparators[0], loop_names)
-        if field and all(isinstance(op, (ast.Lt, ast.LtE)) for op in test.ops) and None not in (low, high):
-            return {field: Constraint(low=low, high=high)}
-    return {}
-
-
-def _forbidden(test: ast.AST, loop_names: dict[str, str]) -> dict[str, Constraint]:
-    """Constraints from the condition of an `if ...: raise` (a condition that must not hold)."""
-    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.Or):
-        return _combine(_forbidden(value, loop_names) for value in test.values)
-    if isinstance(test, ast.BoolOp):  # `x is not None and x < 1`: the None case is allowed
-        parts = [v for v in test.values if not (isinstance(v, ast.Compare) and isinstance(v.ops[0], ast.IsNot))]
-        return _forbidden(parts[0], loop_names) if len(parts) == 1 else {}
-    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-        field = _subject(test.operand, loop_names)
-        return {field: Constraint(notes=("not empty",))} if field else _allowed(test.operand, loop_names)
-    if isinstance(test, ast.BinOp) and isinstance(test.op, ast.Mod):
-        left, right = _subject(test.left, loop_names), _subject(test.right, loop_names)
-        return {left: Constraint(notes=(f"a multiple of `{right}`",))} if left and right else {}
-    if isinstance(test, ast.Compare) and len(test.ops) == 1:
-        field, value, op = _subject(test.left, loop_names), _literal(test.comparators[0]), test.ops[0]
-        if field is None or value is None:
-            return {}
-        if isinstance(op, ast.NotIn):
-            return {field: Constraint(choices=tuple(value))}
-        if isinstance(op, ast.Lt):
-            return {field: Constraint(low=value)}
-        if isinstance(op, ast.Gt):
-            return {field: Constraint(high=value)}
-    return {}
-
-
-def _combine(found: typing.Iterable[dict[str, Constraint]]) -> dict[str, Constraint]:
-    merged: dict[str, Constraint] = {}
-    for constraints in found:
-        for field, constraint in constraints.items():
-            merged[field] = merged[field].merged(constraint) if field in merged else constraint
-    return merged
-
-
-def _checks_in(statements: list[ast.stmt], loop_names: dict[str, str]) -> list[dict[str, Constraint]]:
-    found = []
-    for stmt in statements:
-        if isinstance(stmt, ast.For) and isinstance(stmt.target, ast.Name) and isinstance(stmt.iter, ast.Tuple):
-            for name in (_literal(element) for element in stmt.iter.elts):
-                found += _checks_in(stmt.body, {**loop_names, stmt.target.id: name})
-        elif isinstance(stmt, ast.If) and any(isinstance(s, ast.Raise) for s in stmt.body):
-            found.append(_forbidden(stmt.test, loop_names))
-        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-            call = stmt.value  # _check_range("name", self.name, low, high)
-            if isinstance(call.func, ast.Name) and call.func.id == "_check_range" and len(call.args) == 4:
-                name, low, high = (_literal(call.args[i]) for i in (0, 2, 3))
-                found.append({name: Constraint(low=low, high=high)})
-    return found
-
-
-def field_constraints(cls: type) -> dict[str, Constraint]:
-    """The ranges, values and rules that `cls.__post_init__` checks, by field name."""
-    node = next((n for n in _class_node(cls).body
-                 if isinstance(n, ast.FunctionDef) and n.name == "__post_init__"), None)
-    constraints = _combine(_checks_in(node.body, {})) if node else {}
-    for name, hint in typing.get_type_hints(cls).items():
-        if isinstance(hint, type) and issubclass(hint, enum.Enum):
-            choices = tuple(member.value for member in hint)
-            constraints[name] = constraints.get(name, Constraint()).merged(Constraint(choices=choices))
-    return constraints
-
-
-def _yaml_value(value: Any) -> str:
-    """A value spelled as it would be written in a YAML config (flow style, one line)."""
-    value = plain_values(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
-    return text.removesuffix("...").strip()
-
-
 def describe_fields(cls: type) -> list[FieldDoc]:
     """Every field of the dataclass `cls` with its type, default, allowed values and docstring."""
-    docs, constraints, hints = field_docstrings(cls), field_constraints(cls), typing.get_type_hints(cls)
+    rules, hints = setting_rules(cls), typing.get_type_hints(cls)
     rows = []
     for f in dataclasses.fields(cls):
         nested = hints[f.name] if dataclasses.is_dataclass(hints[f.name]) else None
@@ -214,9 +60,9 @@ def describe_fields(cls: type) -> list[FieldDoc]:
         rows.append(FieldDoc(
             name=f.name,
             type=f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
-            default=f"see {nested.__name__}" if nested else f"`{_yaml_value(default)}`",
-            allowed=constraints[f.name].text() if f.name in constraints else "",
-            doc=docs.get(f.name, ""),
+            default=f"see {nested.__name__}" if nested else f"`{yaml_flow_text(default)}`",
+            allowed=rules[f.name].allowed_text(),
+            doc=rules[f.name].help,
             nested=nested,
         ))
     return rows
@@ -287,8 +133,8 @@ def render_presets() -> str:
     defaults = flatten_settings(MoteConfig().to_dict())
     lines += ["", "| Setting | Default | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for key in (k for k in defaults if any(k in written[name] for name in names)):
-        cells = [f"`{key}`", f"`{_yaml_value(defaults[key])}`"]
-        cells += [f"`{_yaml_value(resolved[name][key])}`" for name in names]
+        cells = [f"`{key}`", f"`{yaml_flow_text(defaults[key])}`"]
+        cells += [f"`{yaml_flow_text(resolved[name][key])}`" for name in names]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

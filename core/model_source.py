@@ -164,32 +164,70 @@ def ensure_default_model(home: Path, say: Callable[[str], None] = print) -> Path
     return target
 
 
-def resolve_model_path(name_or_path: str, home: Path, say: Callable[[str], None] = print) -> str:
-    """Turn a user's model choice into a local folder path or a hub id, failing early and clearly."""
+def check_local_model_folder(path: Path) -> None:
+    """Refuse a folder that cannot load as a MoTE base model, saying what is missing.
+
+    Why safetensors only: unpickling a `.bin` weights file can run arbitrary code, so models
+    load with use_safetensors=True, and a pickle-only folder must say so (not a raw OSError).
+    """
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ModelSourceError(f"Model folder '{path}' cannot be read: check its permissions.")
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelSourceError(
+            f"Model folder '{path}' has no config.json, so it is not a Hugging Face model "
+            "folder. Pass the folder that holds config.json and the *.safetensors weights."
+        )
+    if not os.access(config, os.R_OK):
+        raise ModelSourceError(f"Model folder '{path}': config.json cannot be read: check its permissions.")
+    if any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.glob("*.bin") if p.is_file())
+    if pickles:
+        raise ModelSourceError(
+            f"Model folder '{path}' holds only PyTorch pickle weights ({', '.join(pickles[:3])}); MoTE Studio "
+            "loads *.safetensors weights only, because unpickling can run code. Convert a copy you trust once "
+            "(AutoModelForCausalLM.from_pretrained(folder).save_pretrained(new_folder) writes safetensors) "
+            "and pass the new folder."
+        )
+    raise ModelSourceError(
+        f"Model folder '{path}' has config.json but no *.safetensors weights: pass a folder that holds them."
+    )
+
+
+def check_model_choice(name_or_path: str) -> None:
+    """Check a model choice without loading or converting anything (fast enough for submit):
+    the bundled alias, an existing readable local folder with safetensors weights, or a
+    well-formed hub id. Raises ModelSourceError naming the problem and the fix."""
     name = name_or_path.strip()
     if name.lower() in MODEL_ALIASES:
-        return str(ensure_default_model(home, say))
+        return
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelSourceError(
-                f"Model folder '{path}' has no config.json, so it is not a Hugging Face model "
-                "folder. Pass the folder that holds config.json and the *.safetensors weights."
-            )
-        return str(path.resolve())
+        check_local_model_folder(path)
+        return
     if path.exists():
         raise ModelSourceError(
             f"Model path '{path}' is a file. Pass the folder that contains config.json "
             f"(or '{DEFAULT_MODEL_ALIAS}' for the bundled model)."
         )
     bare_name = not any(sep in name for sep in ("/", "\\", os.sep))  # legacy ids like "gpt2"
-    if name.startswith((".", "/", "~")) or not (bare_name or _HUB_ID.match(name)):
+    if not name or name.startswith((".", "/", "~")) or not (bare_name or _HUB_ID.match(name)):
         raise ModelSourceError(
             f"Model path '{name}' does not exist. Pass a local Hugging Face folder (containing "
             "config.json), a hub id such as 'HuggingFaceTB/SmolLM2-135M-Instruct' when online, "
             f"or '{DEFAULT_MODEL_ALIAS}' for the bundled model."
         )
-    return name
+
+
+def resolve_model_path(name_or_path: str, home: Path, say: Callable[[str], None] = print) -> str:
+    """Turn a user's model choice into a local folder path or a hub id, failing early and clearly."""
+    name = name_or_path.strip()
+    if name.lower() in MODEL_ALIASES:
+        return str(ensure_default_model(home, say))
+    check_model_choice(name)
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
 
 
 def load_base_model(
@@ -219,7 +257,9 @@ def load_base_model(
             )
     except OSError as error:
         if local:
-            raise
+            raise ModelSourceError(f"Could not load the local model folder '{resolved}' ({error}). Check that it "
+                                   "holds a complete Hugging Face model: config.json, tokenizer files and "
+                                   "*.safetensors weights.") from error
         raise ModelSourceError(
             f"Could not load '{resolved}' from the Hugging Face hub ({error}). The hub may be "
             "unreachable from this machine: pass a local model folder (containing config.json) "

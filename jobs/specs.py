@@ -2,7 +2,8 @@
 
 Why check at submit: a typo in a config should fail in a second, in front of the user, not
 after the job waited an hour in the queue. The checks build core's own config dataclasses
-(their errors name the field and the allowed range), and the snapshot stored on the job row is
+(their errors name the field and the allowed range), check that the model can be found and
+that a chains file is readable chains JSONL (naming its first bad line), and the snapshot stored on the job row is
 the normalised config, defaults included, so history shows exactly what ran.
 
 Config layouts (plain dicts, as the CLI, YAML and UI produce them):
@@ -91,9 +92,10 @@ def parse_train(data: Any, where: str = "train config", *, chains_required: bool
         raise JobConfigError(f"{where}: give one chain source, not {sources}.")
     if not chains_required and sources:
         raise JobConfigError(f"{where}: a pipeline with generate trains on its own generated chains; remove {sources[0]}.")
+    _check_model(f"{where}: mote: model", mote.model)
     chains = data.get("chains")
-    if chains is not None and not Path(chains).expanduser().is_file():
-        raise JobConfigError(f"{where}: chains={chains!r} is not a file: pass a chains .jsonl file.")
+    if chains is not None:
+        _check_chains(where, chains)
     return TrainSpec(mote, str(Path(chains).expanduser().resolve()) if chains else None,
                      positive_int(f"{where}: chain_dataset_id", data.get("chain_dataset_id")),
                      positive_int(f"{where}: chains_from_job", data.get("chains_from_job")), out_dir(data))
@@ -115,8 +117,34 @@ def parse_generate(data: Any, where: str = "generate config") -> GenerateSpec:
                              f"({', '.join(bundled_sets())}) nor an existing file or folder.")
     if questions not in bundled_sets():
         questions = str(Path(questions).expanduser().resolve())
+    _check_model(f"{where}: model", str(data.get("model") or GenerateSpec.model))
+    if generate.generator not in ("self", "openai"):
+        _check_model(f"{where}: generate: generator", generate.generator)
     return GenerateSpec(generate, questions, str(data.get("model") or GenerateSpec.model),
                         positive_int(f"{where}: limit", data.get("limit")), data.get("dataset_name"), out_dir(data))
+
+
+def _check_model(where: str, model: str) -> None:
+    """The model exists and can load (alias, readable safetensors folder or hub id), checked
+    without loading it, so a typo fails at submit instead of in the worker."""
+    from core.model_source import ModelSourceError, check_model_choice
+
+    try:
+        check_model_choice(model)
+    except ModelSourceError as error:
+        raise JobConfigError(f"{where}: {error}") from None
+
+
+def _check_chains(where: str, chains: Any) -> None:
+    """The chains file is readable JSONL text of valid chains, not empty; errors name the first bad line."""
+    from core.data.chains import check_chains_file
+
+    if not isinstance(chains, str) or not chains.strip():
+        raise JobConfigError(f"{where}: chains={chains!r} is not a file path: pass a chains .jsonl file.")
+    try:
+        check_chains_file(Path(chains).expanduser())
+    except (ValueError, FileNotFoundError) as error:
+        raise JobConfigError(f"{where}: chains: {error}") from None
 
 
 def parse_kind(kind: JobKind | str) -> JobKind:

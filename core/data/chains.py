@@ -98,25 +98,65 @@ def _segments_from_list(stages: Any, where: str) -> list[StageSegment]:
     return segments
 
 
+#: Bytes read to tell a text file from a binary one (a NUL byte never occurs in UTF-8 JSON text).
+_SNIFF_BYTES = 8192
+
+
 def load_chains_jsonl(path: str | Path) -> list[Chain]:
-    """Read a chain dataset; the first bad line stops it with file:line and the reason."""
+    """Read a chain dataset; the first bad line stops it with file:line and the reason.
+
+    Why the byte checks: a binary or non-UTF-8 file would otherwise surface as a bare
+    UnicodeDecodeError naming no file, after a model had already been loaded.
+    """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Chain file {path} does not exist: pass a .jsonl file of chains.")
+    _check_readable_text(path)
     chains = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:  # bytes, so an undecodable line is named exactly
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise ChainFormatError(f"{where}: not UTF-8 text; save the chains file as UTF-8 JSONL.") from None
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise ChainFormatError(f"{where}: not valid JSON ({error.msg}); one chain object per line.") from None
+            except RecursionError:
+                raise ChainFormatError(f"{where}: the JSON is nested too deeply to be a chain record.") from None
             chain = chain_from_dict(record, where)
             chain.id = chain.id or f"{path.stem}-{number}"
             chains.append(chain)
     return chains
+
+
+def check_chains_file(path: str | Path) -> int:
+    """The number of chains in a file that training can use; raises ChainFormatError naming the
+    file (and the first bad line) when it is missing, unreadable, binary, malformed or empty."""
+    path = Path(path)
+    count = len(load_chains_jsonl(path))
+    if not count:
+        raise ChainFormatError(f"{path} holds no chains: write one JSON chain object per line "
+                               "(question, analysis, guidance, answer).")
+    return count
+
+
+def _check_readable_text(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"Chain file {path} does not exist: pass a .jsonl file of chains.")
+    if not path.is_file():
+        raise ChainFormatError(f"Chain file {path} is not a regular file: pass a .jsonl file of chains.")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError as error:
+        raise ChainFormatError(f"Chain file {path} cannot be read ({error.strerror}): check its permissions.") from None
+    if b"\0" in head:
+        raise ChainFormatError(f"Chain file {path} is a binary file, not JSONL text (a UTF-16 text "
+                               "file looks the same: re-save it as UTF-8); pass a .jsonl file with one JSON chain "
+                               "object per line.")
 
 
 def save_chains_jsonl(chains: list[Chain], path: str | Path) -> None:

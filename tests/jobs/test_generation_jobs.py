@@ -12,9 +12,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from cli.submit import submit_and_follow
+from core.data.chains import save_chains_jsonl
 from jobs.lifecycle import create_retry, new_job
 from jobs.records import Chain, ChainDataset, Job, JobKind, JobStatus, Metric, TrainingRun
 from jobs.worker import ExitCode, run_job
+from tests.conftest import short_chains
 from tests.jobs.conftest import generate_config, job_row, train_config, wait_finished, wait_for
 
 
@@ -65,10 +67,11 @@ def test_two_processes_writing_at_once_lose_no_rows(make_queue, db_url):
 
 def test_failing_dependency_cancels_its_dependent_with_the_reason(make_queue, tiny_dir, tmp_path):
     bad_chains = tmp_path / "bad.jsonl"
-    bad_chains.write_text(json.dumps({"id": "x", "question": "q?", "analysis": "no answer here"}) + "\n")
+    save_chains_jsonl(short_chains(2), bad_chains)  # valid at submit (a broken file is refused there) ...
     queue = make_queue()
     failing = queue.submit(JobKind.TRAIN, train_config(tiny_dir, bad_chains))
     dependent = queue.submit(JobKind.TRAIN, train_config(tiny_dir, bad_chains), depends_on=[failing])
+    bad_chains.write_text(json.dumps({"id": "x", "question": "q?", "analysis": "no answer here"}) + "\n")  # ... broken later
     queue.start()
     wait_for(lambda: job_row(queue, failing).status is not JobStatus.QUEUED, what="the first job to start")
     assert job_row(queue, dependent).status is JobStatus.QUEUED  # waits while its dependency runs
