@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
-from core.synthesis.pipeline import Completion, CompletionRequest
+from core.decoding.completions import Completion, CompletionRequest
 from core.synthesis.http_generator import EndpointError, OpenAIChatClient
 
 if TYPE_CHECKING:
