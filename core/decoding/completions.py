@@ -124,17 +124,32 @@ class LocalGenerator:
         follow-ups) and deliver each completion as soon as its row ends."""
         def next_job() -> DecodeJob | None:
             request = next_request()
-            return None if request is None else self._job(request)
+            if request is None:
+                return None
+            result = PlainText()
+            return self._job(request, result, key=(request, result))
 
         for request, result in run_batched(self._forward, next_job, batch_size=self.batch_size, device=self.device,
                                            should_stop=should_stop):
-            deliver(request, Completion(result.text, len(result.tokens), result.finish_reason.value))
+            deliver(request, _completion(result))
 
-    def _job(self, request: CompletionRequest) -> DecodeJob:
-        result = PlainText()
+    def complete(self, requests: Sequence[CompletionRequest]) -> list[Completion]:
+        """Every request's completion, in the order given (decoded `batch_size` at a time)."""
+        results = [PlainText() for _ in requests]
+        jobs = (self._job(request, result, key=index) for index, (request, result) in enumerate(zip(requests, results)))
+        for _ in run_batched(self._forward, lambda: next(jobs, None), batch_size=self.batch_size, device=self.device):
+            pass
+        return [_completion(result) for result in results]
+
+    def _job(self, request: CompletionRequest, result: PlainText, *, key: Any) -> DecodeJob:
         sampler = Sampler(temperature=request.temperature, top_p=request.top_p, seed=request.seed)
 
         def start(logits: torch.Tensor) -> DecodeProgram:
             return plain_text_program(self.tokenizer, sampler, logits, result, end_ids=self.end_ids,
                                       max_tokens=request.max_new_tokens, stop=request.stop)
-        return DecodeJob((request, result), self.prompt_ids(request), int(Stage.ANSWER), start)
+        return DecodeJob(key, self.prompt_ids(request), int(Stage.ANSWER), start)
+
+
+def _completion(result: PlainText) -> Completion:
+    reason = result.finish_reason or FinishReason.STOP
+    return Completion(result.text, len(result.tokens), reason.value)

@@ -16,8 +16,9 @@ FRESH_SEED_BOUND = 2**31
 
 
 def fresh_seed() -> int:
-    """A seed from the operating system's entropy, in [0, FRESH_SEED_BOUND)."""
-    return secrets.randbelow(FRESH_SEED_BOUND)
+    """A seed from the operating system's entropy, in [1, FRESH_SEED_BOUND). Never 0, because
+    forms (the Chat tab) use 0 to ask for a fresh seed: a drawn seed can always be typed back."""
+    return 1 + secrets.randbelow(FRESH_SEED_BOUND - 1)
 
 
 def sample_token(logits: torch.Tensor, *, temperature: float, top_p: float = 1.0, top_k: int = 0,
