@@ -6,7 +6,8 @@ from types import SimpleNamespace
 from core.decoding.completions import LocalGenerator
 from core.data.chain_store import JsonlChainSink
 from core.config import GenerateConfig
-from core.synthesis.pipeline import CompletionRequest, generate_chains
+from core.decoding.completions import CompletionRequest
+from core.synthesis.pipeline import generate_chains
 from core.synthesis.prompts import load_prompt_set
 from tests.conftest import load_tiny
 

@@ -9,11 +9,15 @@ costs what the base model costs.
 
 Markers are constrained: between stages only the start markers that make a valid chain shape can
 be chosen; inside a stage, other stages' markers cannot, and an end-of-turn closes the stage.
+
+A chain is a *program* (`chain_program`): it yields Feeds and StageEvents and is driven by the one
+scheduler (core.decoding.scheduler), alone (`stream_chain`, a batch of one with folding) or with
+many others (core.decoding.subjects.BatchingSubject.answer_many, experts routed per token).
 """
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -118,7 +122,7 @@ def chain_prompt(mote: MoteModel, question: str, settings: GenerationSettings) -
 
 
 def chain_job(mote: MoteModel, question: str, settings: GenerationSettings, output: ChainOutput, *,
-              key: object = None, on_event=None) -> DecodeJob:
+              key: object = None, on_event: Callable[[StageEvent], None] | None = None) -> DecodeJob:
     """One chain as a scheduler job; `output` receives the prompt now, the chain as it is written."""
     prompt = chain_prompt(mote, question, settings)
     output.token_ids[:], output.stage_ids[:], output.prompt_length = list(prompt), [QUESTION_STAGE_ID] * len(prompt), len(prompt)
