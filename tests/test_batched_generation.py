@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from core.decoding.completions import LocalGenerator
-from core.data.chain_store import JsonlChainSink
 from core.config import GenerateConfig
-from core.decoding.completions import CompletionRequest
+from core.data.chain_store import JsonlChainSink
+from core.decoding.completions import CompletionRequest, LocalGenerator
 from core.synthesis.pipeline import generate_chains
 from core.synthesis.prompts import load_prompt_set
 from tests.conftest import load_tiny
