@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.decoding.completions import CompletionRequest, LocalGenerator
+from core.decoding.completions import CompletionRequest, LocalGenerator, complete_all
 from core.decoding.sampling import fresh_seed
 from core.synthesis.pipeline import Verdict, parse_verdict
 from core.decoding.chain_programs import GenerationSettings, StageEvent, StageEventKind
@@ -111,9 +111,9 @@ class ChatRuntime:
                                     response_prefix=template.assistant_prefix)
         if isinstance(subject, MoteSubject):
             with subject.mote.router.disabled():
-                done = LocalGenerator(subject.mote.model, subject.mote.tokenizer, batch_size=1).complete([request])
+                done = complete_all(LocalGenerator(subject.mote.model, subject.mote.tokenizer, batch_size=1), [request])
         elif isinstance(subject, BaseSubject):
-            done = LocalGenerator(subject.model, subject.tokenizer, batch_size=1).complete([request])
+            done = complete_all(LocalGenerator(subject.model, subject.tokenizer, batch_size=1), [request])
         else:
             raise TypeError(f"No self-check for {type(subject).__name__}: it exposes no local model.")
         return parse_verdict(f"{template.assistant_prefix}{done[0].text}")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from core.decoding.chain_programs import GenerationSettings, StageEventKind
-from core.decoding.completions import CompletionRequest, FinishReason, LocalGenerator
+from core.decoding.completions import CompletionRequest, FinishReason, LocalGenerator, complete_all
 from core.decoding.sampling import Sampler
 from core.decoding.scheduler import DecodeJob, Feed, causal_lm_forward, run_batched, stream_one
 from core.decoding.subject_ref import SubjectRef, SubjectRefKind, SubjectSpecError
@@ -65,12 +65,12 @@ def test_stop_strings_cut_the_text_and_results_come_back_in_request_order(tiny):
     model, tokenizer = tiny
     generator = LocalGenerator(model, tokenizer, batch_size=2)
     requests = [CompletionRequest([{"role": "user", "content": "x" * (2 + 3 * i)}], max_new_tokens=8) for i in range(3)]
-    plain = generator.complete(requests)
+    plain = complete_all(generator, requests)
     assert [c.finish_reason for c in plain] == [FinishReason.LENGTH.value] * 3 and all(c.tokens == 8 for c in plain)
     stop = plain[0].text[2:4]
-    cut = generator.complete([CompletionRequest(requests[0].messages, max_new_tokens=8, stop=["", stop])])[0]
+    cut = complete_all(generator, [CompletionRequest(requests[0].messages, max_new_tokens=8, stop=["", stop])])[0]
     assert cut.finish_reason == "stop" and cut.text == plain[0].text[: plain[0].text.index(stop)]
-    assert generator.complete([CompletionRequest(requests[0].messages, max_new_tokens=0)])[0].text == ""
+    assert complete_all(generator, [CompletionRequest(requests[0].messages, max_new_tokens=0)])[0].text == ""
 
 
 def test_a_batch_of_one_streams_the_same_events_as_a_batched_run(tiny):

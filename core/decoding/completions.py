@@ -9,10 +9,12 @@ their slots are refilled in the same step. The base model's single answer stage
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -47,6 +49,34 @@ class Completion:
     text: str
     tokens: int = 0
     finish_reason: str = "stop"
+
+
+class TextGenerator(Protocol):
+    """Anything that answers completion requests, pulling them until none is left: a local
+    model (LocalGenerator), an OpenAI-compatible endpoint (core.synthesis.http_generator), a
+    scripted fake in tests. Completions are delivered on the calling thread."""
+
+    id: str
+
+    def run(
+        self,
+        next_request: Callable[[], CompletionRequest | None],
+        deliver: Callable[[CompletionRequest, Completion], None],
+        should_stop: Callable[[], bool],
+    ) -> None: ...
+
+
+def complete_all(generator: TextGenerator, requests: Sequence[CompletionRequest]) -> list[Completion]:
+    """Every request's completion, in the order given: the pull-and-deliver protocol run to its
+    end over a fixed list (the LLM judge, the chat self-check). Request keys are not used."""
+    queue = deque(dataclasses.replace(request, key=index) for index, request in enumerate(requests))
+    done: dict[int, Completion] = {}
+    generator.run(lambda: queue.popleft() if queue else None, lambda request, completion: done.__setitem__(request.key, completion),
+                  lambda: False)
+    missing = [index for index in range(len(requests)) if index not in done]
+    if missing:
+        raise RuntimeError(f"Generator {generator.id} returned without completing requests {missing}.")
+    return [done[index] for index in range(len(requests))]
 
 
 class FinishReason(str, enum.Enum):
@@ -132,14 +162,6 @@ class LocalGenerator:
         for request, result in run_batched(self._forward, next_job, batch_size=self.batch_size, device=self.device,
                                            should_stop=should_stop):
             deliver(request, _completion(result))
-
-    def complete(self, requests: Sequence[CompletionRequest]) -> list[Completion]:
-        """Every request's completion, in the order given (decoded `batch_size` at a time)."""
-        results = [PlainText() for _ in requests]
-        jobs = (self._job(request, result, key=index) for index, (request, result) in enumerate(zip(requests, results)))
-        for _ in run_batched(self._forward, lambda: next(jobs, None), batch_size=self.batch_size, device=self.device):
-            pass
-        return [_completion(result) for result in results]
 
     def _job(self, request: CompletionRequest, result: PlainText, *, key: Any) -> DecodeJob:
         sampler = Sampler(temperature=request.temperature, top_p=request.top_p, seed=request.seed)

@@ -8,14 +8,13 @@ scripted backend. Both backends load or connect lazily, so building a judge is c
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
-from core.decoding.completions import CompletionRequest
-from core.synthesis.http_generator import EndpointError, OpenAIChatClient
+from core.decoding.completions import CompletionRequest, complete_all
+from core.synthesis.http_generator import EndpointError, HttpGenerator, OpenAIChatClient
 
 if TYPE_CHECKING:
     from core.decoding.completions import LocalGenerator
@@ -109,7 +108,7 @@ class LocalChatBackend:
             )
             for index, conversation in enumerate(conversations)
         ]
-        return [completion.text for completion in self._load().complete(requests)]
+        return [completion.text for completion in complete_all(self._load(), requests)]
 
 
 class HttpChatBackend:
@@ -153,11 +152,7 @@ class HttpChatBackend:
         if reply_prefix or stop:
             raise ValueError(f"The endpoint {self.url} cannot be made to start its reply with given text: "
                              "verdict_first works with local judges only; turn it off for http judges.")
-        client = self._get_client()
-
-        def one(conversation: Conversation) -> str:
-            text, _tokens, _reason = client.chat(conversation, max_tokens=max_new_tokens, temperature=temperature, seed=seed)
-            return text
-
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(conversations)))) as pool:
-            return list(pool.map(one, conversations))
+        requests = [CompletionRequest(messages=conversation, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+                    for conversation in conversations]
+        generator = HttpGenerator(self._get_client(), concurrency=self.concurrency)
+        return [completion.text for completion in complete_all(generator, requests)]

@@ -22,24 +22,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.config import FlaggedPolicy, GenerateConfig
-from core.decoding.completions import Completion, CompletionRequest
+from core.decoding.completions import Completion, CompletionRequest, TextGenerator
 from core.synthesis.prompts import PromptSet
 from core.stages import ChainShape
 
 _VERDICT = re.compile(r"^\s*verdict\s*:\s*(.*?)\s*$", re.IGNORECASE)
-
-
-class TextGenerator(Protocol):
-    """Anything that answers completion requests, pulling them until none is left."""
-
-    id: str
-
-    def run(
-        self,
-        next_request: Callable[[], CompletionRequest | None],
-        deliver: Callable[[CompletionRequest, Completion], None],
-        should_stop: Callable[[], bool],
-    ) -> None: ...
 
 
 class ChainSink(Protocol):
