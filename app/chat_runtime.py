@@ -13,6 +13,7 @@ section 3); the check prompt of generation is sent to the frozen base weights.
 """
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -21,9 +22,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.decoding.completions import LocalGenerator
-from core.synthesis.pipeline import Completion, CompletionRequest, Verdict, parse_verdict
-from core.decoding.chain_programs import GenerationSettings, StageEvent
+from core.decoding.completions import CompletionRequest, LocalGenerator, complete_all
+from core.decoding.sampling import fresh_seed
+from core.synthesis.pipeline import Verdict, parse_verdict
+from core.decoding.chain_programs import GenerationSettings, StageEvent, StageEventKind
 from core.synthesis.prompts import load_prompt_set
 from core.decoding.subjects import BaseSubject, ChatSubject, MoteSubject, load_subject
 
@@ -56,13 +58,16 @@ class PaneState:
     """What the self-check wrote (the verdict is parsed from it)."""
     error: str | None = None
     finished: bool = False
+    seed: int | None = None
+    """The sampling seed of the reply, shown so it can be typed back to reproduce it (None when
+    decoding is greedy: the seed then changes nothing)."""
 
     def observe(self, event: StageEvent) -> None:
-        if event.kind == "start":
+        if event.kind is StageEventKind.START:
             self.blocks.append(StageBlock(event.stage.name.lower(), event.stage.label, event.expert))
-        elif event.kind == "text":
+        elif event.kind is StageEventKind.TEXT:
             self.blocks[-1].pieces.append(event.text)
-        elif event.kind == "end":
+        elif event.kind is StageEventKind.END:
             self.blocks[-1].done = True
 
 
@@ -104,18 +109,14 @@ class ChatRuntime:
         template = load_prompt_set()["check"]
         request = CompletionRequest(template.messages(question=question, answer=answer), max_tokens,
                                     response_prefix=template.assistant_prefix)
-        done: list[Completion] = []
-        pending = [request]
         if isinstance(subject, MoteSubject):
-            generator = LocalGenerator(subject.mote.model, subject.mote.tokenizer, batch_size=1)
             with subject.mote.router.disabled():
-                generator.run(lambda: pending.pop() if pending else None, lambda _r, c: done.append(c), lambda: False)
+                done = complete_all(LocalGenerator(subject.mote.model, subject.mote.tokenizer, batch_size=1), [request])
         elif isinstance(subject, BaseSubject):
-            generator = LocalGenerator(subject.model, subject.tokenizer, batch_size=1)
-            generator.run(lambda: pending.pop() if pending else None, lambda _r, c: done.append(c), lambda: False)
+            done = complete_all(LocalGenerator(subject.model, subject.tokenizer, batch_size=1), [request])
         else:
             raise TypeError(f"No self-check for {type(subject).__name__}: it exposes no local model.")
-        return parse_verdict(f"{template.assistant_prefix}{done[0].text if done else ''}")
+        return parse_verdict(f"{template.assistant_prefix}{done[0].text}")
 
 
 def _run_pane(runtime: ChatRuntime, pane: PaneState, question: str, settings: GenerationSettings,
@@ -154,8 +155,14 @@ def _run_pane(runtime: ChatRuntime, pane: PaneState, question: str, settings: Ge
 def stream_panes(runtime: ChatRuntime, specs: Sequence[str], question: str, settings: GenerationSettings,
                  *, self_check: bool = False) -> Iterator[list[PaneState]]:
     """Ask every subject the same question at once; yields all panes' states as they change,
-    at most every UPDATE_EVERY_S seconds, and once more when all are finished."""
-    panes = [PaneState(spec) for spec in specs]
+    at most every UPDATE_EVERY_S seconds, and once more when all are finished.
+
+    Without a seed, one fresh seed is drawn for the question, so every pane samples with the
+    same seed and passing it back reproduces all of them."""
+    if settings.seed is None:
+        settings = dataclasses.replace(settings, seed=fresh_seed())
+    shown_seed = settings.seed if settings.temperature > 0 else None
+    panes = [PaneState(spec, seed=shown_seed) for spec in specs]
     updates: queue.Queue = queue.Queue()
     stop = threading.Event()
     threads = [threading.Thread(target=_run_pane, args=(runtime, pane, question, settings, self_check, updates, stop),

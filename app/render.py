@@ -29,6 +29,7 @@ CSS = """
 .mote-pane .verdict.unsafe {color: #dc2626}
 .mote-pane .check-text {color: var(--body-text-color-subdued); font-size: 0.85em; white-space: pre-wrap}
 .mote-pane .pane-error {color: #dc2626; white-space: pre-wrap}
+.mote-pane .pane-seed {color: var(--body-text-color-subdued); font-size: 0.8em; margin-top: 6px}
 .colour-experts .tok.x-analysis {background: rgba(59,130,246,.22)}
 .colour-experts .tok.x-guidance {background: rgba(168,85,247,.22)}
 .colour-experts .tok.x-answer {background: rgba(16,185,129,.22)}
@@ -58,7 +59,8 @@ def _block(block: StageBlock) -> str:
 
 
 def render_pane(pane: PaneState | None, colour: bool = False, placeholder: str = "") -> str:
-    """One chat pane: title, status, a collapsible block per stage, the self-check verdict."""
+    """One chat pane: title, status, a collapsible block per stage, the self-check verdict, and
+    the sampling seed in its footer (so a sampled reply can be reproduced)."""
     if pane is None:
         return f'<div class="mote-pane"><div class="pane-status">{html.escape(placeholder)}</div></div>'
     parts = [f'<div class="mote-pane{" colour-experts" if colour else ""}">',
@@ -73,6 +75,8 @@ def render_pane(pane: PaneState | None, colour: bool = False, placeholder: str =
                      f'<div class="check-text">the check wrote: {html.escape(pane.check_text)}</div></details>')
     if pane.error:
         parts.append(f'<div class="pane-error">{html.escape(pane.error)}</div>')
+    if pane.seed is not None:
+        parts.append(f'<div class="pane-seed" title="type it into the seed field to get this reply again">seed {pane.seed}</div>')
     return "".join(parts) + "</div>"
 
 

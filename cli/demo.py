@@ -36,16 +36,16 @@ class ConsoleReporter:
 
 def print_chain(mote, question: str, path: str | None, max_stage_tokens: int, min_stage_tokens: int = 1) -> None:
     """Stream a chain to the terminal: each stage headed by its name and active expert."""
-    from core.decoding.chain_programs import GenerationSettings, stream_chain
+    from core.decoding.chain_programs import GenerationSettings, StageEventKind, stream_chain
     from core.stages import ChainShape
 
     settings = GenerationSettings(max_stage_tokens=max_stage_tokens, min_stage_tokens=min_stage_tokens,
                                   path=ChainShape(path) if path else None)
     print(f"\nQuestion: {question}")
     for event in stream_chain(mote, question, settings):
-        if event.kind == "start":
+        if event.kind is StageEventKind.START:
             print(f"\n[{event.stage.label} | expert: {event.expert}]", flush=True)
-        elif event.kind == "text":
+        elif event.kind is StageEventKind.TEXT:
             print(event.text, end="", flush=True)
     print()
 

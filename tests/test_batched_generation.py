@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from core.decoding.completions import LocalGenerator
-from core.data.chain_store import JsonlChainSink
 from core.config import GenerateConfig
-from core.synthesis.pipeline import CompletionRequest, generate_chains
+from core.data.chain_store import JsonlChainSink
+from core.decoding.completions import CompletionRequest, LocalGenerator
+from core.synthesis.pipeline import generate_chains
 from core.synthesis.prompts import load_prompt_set
 from tests.conftest import load_tiny
 

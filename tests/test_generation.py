@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.decoding.chain_programs import ChainOutput, GenerationSettings, generate_chain, stream_chain
+from core.decoding.chain_programs import ChainOutput, GenerationSettings, StageEventKind, generate_chain, stream_chain
 from core.stages import ChainShape, Stage
 from tests.conftest import tiny_mote
 
@@ -43,8 +43,9 @@ def test_stream_events_open_write_and_close_each_stage(tiny_dir):
     settings = GenerationSettings(max_stage_tokens=4, path=ChainShape.ANALYSIS_ANSWER, stage_limits={"answer": 2})
     output = ChainOutput([], [], [], 0)
     events = list(stream_chain(mote, "hello", settings, output=output))
-    kinds = [(e.kind, e.stage) for e in events if e.kind != "text"]
-    assert kinds == [("start", Stage.ANALYSIS), ("end", Stage.ANALYSIS), ("start", Stage.ANSWER), ("end", Stage.ANSWER)]
+    kinds = [(e.kind, e.stage) for e in events if e.kind is not StageEventKind.TEXT]
+    start, end = StageEventKind.START, StageEventKind.END
+    assert kinds == [(start, Stage.ANALYSIS), (end, Stage.ANALYSIS), (start, Stage.ANSWER), (end, Stage.ANSWER)]
     assert events[0].expert == "analysis + shared"
     answer_tokens = [t for t, s in zip(output.token_ids, output.stage_ids) if s == int(Stage.ANSWER)]
     assert len(answer_tokens) <= 2 + 2  # the limit plus the two markers

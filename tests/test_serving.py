@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.decoding.chain_programs import GenerationSettings, StageEvent
+from core.decoding.chain_programs import GenerationSettings, StageEvent, StageEventKind
 from core.synthesis.http_generator import OpenAIChatClient
 from core.serving.server import build_app, start_in_thread
 from core.serving.schema import StopScanner, cut_at_stop
@@ -264,7 +264,7 @@ class _BrokenSubject(ChatSubject):
     label, kind = "broken", SubjectKind.BASE
 
     def _generate(self, question, settings, reply):
-        yield StageEvent("start", Stage.ANSWER, expert="base")
+        yield StageEvent(StageEventKind.START, Stage.ANSWER, expert="base")
         raise RuntimeError("the model fell over")
 
 

@@ -8,7 +8,7 @@ import torch
 
 from core.config import Method
 from core.experts.export import export_mote
-from core.decoding.chain_programs import GenerationSettings, generate_chain
+from core.decoding.chain_programs import GenerationSettings, StageEventKind, generate_chain
 from core.stages import ChainShape, Stage
 from core.decoding.subjects import (
     BaseSubject,
@@ -37,8 +37,8 @@ def mote_subject(tiny_dir) -> MoteSubject:
 def test_base_subject_writes_one_answer_stage_with_the_base_expert(base_subject):
     settings = GenerationSettings(max_stage_tokens=6, min_stage_tokens=6)
     events = list(base_subject.stream("hello there", settings))
-    assert [(e.kind, e.stage, e.expert) for e in events if e.kind != "text"] == [
-        ("start", Stage.ANSWER, "base"), ("end", Stage.ANSWER, "base")]
+    assert [(e.kind, e.stage, e.expert) for e in events if e.kind is not StageEventKind.TEXT] == [
+        (StageEventKind.START, Stage.ANSWER, "base"), (StageEventKind.END, Stage.ANSWER, "base")]
     reply = base_subject.answer("hello there", settings)
     assert reply.answer == events[-1].text and reply.answer
     assert reply.stage_tokens() == {"answer": 6} and reply.completion_tokens == 6
@@ -69,7 +69,7 @@ def test_seeded_sampling_is_reproducible_and_the_seed_matters(base_subject):
 def test_mote_subject_streams_the_chain_and_counts_tokens_per_stage(mote_subject):
     settings = GenerationSettings(max_stage_tokens=5, path=ChainShape.FULL, stage_limits={"answer": 3})
     events = list(mote_subject.stream("Is this safe?", settings))
-    starts = [(e.stage, e.expert) for e in events if e.kind == "start"]
+    starts = [(e.stage, e.expert) for e in events if e.kind is StageEventKind.START]
     assert starts == [(Stage.ANALYSIS, "analysis + shared"), (Stage.GUIDANCE, "guidance + shared"), (Stage.ANSWER, "answer + shared")]
     reply = mote_subject.answer("Is this safe?", settings)
     chain = generate_chain(mote_subject.mote, "Is this safe?", settings)

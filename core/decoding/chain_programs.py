@@ -9,17 +9,23 @@ costs what the base model costs.
 
 Markers are constrained: between stages only the start markers that make a valid chain shape can
 be chosen; inside a stage, other stages' markers cannot, and an end-of-turn closes the stage.
+
+A chain is a *program* (`chain_program`): it yields Feeds and StageEvents and is driven by the one
+scheduler (core.decoding.scheduler), alone (`stream_chain`, a batch of one with folding) or with
+many others (core.decoding.subjects.BatchingSubject.answer_many, experts routed per token).
 """
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
+import enum
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache
 
-from core.data.dataset import chat_prefix_suffix
-from core.experts.model import MoteModel, cache_kwargs
+from core.decoding.sampling import Sampler
+from core.decoding.scheduler import DecodeJob, DecodeProgram, Feed, mote_forward, stream_one
+from core.decoding.text import TextDelta, question_prompt_ids
+from core.experts.model import MoteModel
 from core.stages import (
     QUESTION_STAGE_ID,
     ChainShape,
@@ -44,6 +50,7 @@ class GenerationSettings:
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
+    """Sampling seed; None draws a fresh one for each reply (core.decoding.sampling)."""
     path: ChainShape | None = None
     """Forced chain shape (markers inserted); None lets the model choose its own path."""
     fold_experts: bool = True
@@ -57,12 +64,27 @@ class GenerationSettings:
     def limit(self, stage: Stage) -> int:
         return int(self.stage_limits.get(stage.name.lower(), self.max_stage_tokens))
 
+    def sampler(self) -> Sampler:
+        """A fresh sampler for one reply (its own generator; `seed` None draws a fresh seed)."""
+        return Sampler(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, seed=self.seed)
+
+
+class StageEventKind(str, enum.Enum):
+    """What a StageEvent says; a str enum, so stored and serialised values stay 'start'/'text'/'end'."""
+
+    START = "start"
+    """A stage opens."""
+    TEXT = "text"
+    """A stage grows by `text`."""
+    END = "end"
+    """A stage closes; `text` is its whole text."""
+
 
 @dataclass
 class StageEvent:
-    """A streaming event: a stage opens ('start'), grows ('text') or closes ('end')."""
+    """A streaming event: a stage opens (START), grows (TEXT) or closes (END)."""
 
-    kind: str
+    kind: StageEventKind
     stage: Stage
     text: str = ""
     expert: str = ""
@@ -78,6 +100,8 @@ class ChainOutput:
     prompt_length: int
     step_logits: list[torch.Tensor] | None = None
     """Logits of every generated step, when set to a list before generation (tests)."""
+    seed: int | None = None
+    """The sampling seed the chain was written with (pass it back to reproduce the chain)."""
 
     @property
     def answer(self) -> str:
@@ -92,107 +116,22 @@ def expert_label(mote: MoteModel, stage: Stage) -> str:
     return stage.name.lower() + (" + shared" if mote.layout.shared_expert else "")
 
 
-class Sampler:
-    """Draws a chain's tokens: greedy, or seeded sampling (one generator per chain, so a chain's
-    tokens do not depend on what else is decoded beside it)."""
-
-    def __init__(self, settings: GenerationSettings) -> None:
-        self.settings = settings
-        self.generator = torch.Generator(device="cpu")
-        if settings.seed is not None:
-            self.generator.manual_seed(settings.seed)
-
-    def sample(self, logits: torch.Tensor, allowed: list[int] | None = None, banned: list[int] | None = None) -> int:
-        if allowed is not None:
-            keep = torch.full_like(logits, float("-inf"))
-            keep[allowed] = 0.0
-            logits = logits + keep
-        return sample_token(logits, temperature=self.settings.temperature, top_p=self.settings.top_p,
-                            top_k=self.settings.top_k, generator=self.generator, banned=banned or ())
-
-
-@dataclass(frozen=True)
-class Feed:
-    """A token a chain program needs run through the model, with its stage; the driver sends
-    back the logits (vocab,) that follow it."""
-
-    token: int
-    stage: int
-
-
-#: A chain program: yields StageEvents (to show) and Feeds (to run), receives logits after a Feed.
-ChainProgram = Generator["StageEvent | Feed", "torch.Tensor | None", None]
-
-
-class _Decoder:
-    """One chain's KV cache: feeds tokens with their stage, folding experts per stage."""
-
-    def __init__(self, mote: MoteModel, settings: GenerationSettings) -> None:
-        self.mote, self.settings = mote, settings
-        self.cache = DynamicCache()
-        self.device = next(mote.model.parameters()).device
-
-    @torch.no_grad()
-    def feed(self, token_ids: list[int], stage_ids: list[int]) -> torch.Tensor:
-        """Run tokens through the model; returns the logits (vocab,) after the last one."""
-        ids = torch.tensor([token_ids], device=self.device)
-        stages = torch.tensor([stage_ids], device=self.device)
-        single_stage = len(set(stage_ids)) == 1 and stage_ids[0] != QUESTION_STAGE_ID
-        if self.settings.fold_experts and single_stage:
-            self.mote.router.fold(self.mote.layout.stage_gate(Stage(stage_ids[0])).to(self.device))
-            out = self.mote.model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache_kwargs(self.mote.model, self.cache))
-        else:
-            out = self.mote.forward(ids, stages, cache=self.cache, logits_to_keep=1)
-        return out.logits[0, -1].float()
-
-
-def drive(program: ChainProgram, feed) -> Iterator[StageEvent]:
-    """Run a chain program one token at a time: `feed(token, stage)` returns the next logits."""
-    reply = None
-    while True:
-        try:
-            item = program.send(reply)
-        except StopIteration:
-            return
-        if isinstance(item, Feed):
-            reply = feed(item.token, item.stage)
-        else:
-            reply = None
-            yield item
-
-
-def sample_token(logits: torch.Tensor, *, temperature: float, top_p: float = 1.0, top_k: int = 0,
-                 generator: torch.Generator | None = None, banned: Sequence[int] = ()) -> int:
-    """Greedy (temperature 0) or temperature / top-k / top-p sampling of one token from (vocab,) logits.
-    The one sampler of the project: chains, chat subjects and batched generation all use it."""
-    logits = logits.clone()
-    if banned:
-        logits[list(banned)] = float("-inf")
-    if temperature <= 0:
-        return int(logits.argmax())
-    logits = logits / temperature
-    if top_k > 0:
-        cutoff = torch.topk(logits, min(top_k, logits.numel())).values[-1]
-        logits[logits < cutoff] = float("-inf")
-    probs = torch.softmax(logits, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        probs[order[sorted_probs.cumsum(0) - sorted_probs > top_p]] = 0.0
-        probs = probs / probs.sum()
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
-
-
-def _text_delta(tokenizer, ids: list[int], emitted: str) -> tuple[str, str]:
-    text = tokenizer.decode(ids, skip_special_tokens=True)
-    if text.endswith("\ufffd"):  # an unfinished multi-byte character: wait for its rest
-        return "", emitted
-    return text[len(emitted):], text
-
-
 def chain_prompt(mote: MoteModel, question: str, settings: GenerationSettings) -> list[int]:
     """The prompt's token ids: the chat template up to the assistant turn."""
-    prefix, _ = chat_prefix_suffix(mote.tokenizer, question, settings.system_prompt)
-    return mote.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    return question_prompt_ids(mote.tokenizer, question, settings.system_prompt)
+
+
+def chain_job(mote: MoteModel, question: str, settings: GenerationSettings, output: ChainOutput, *,
+              key: object = None, on_event: Callable[[StageEvent], None] | None = None) -> DecodeJob:
+    """One chain as a scheduler job; `output` receives the prompt now, the chain as it is written."""
+    prompt = chain_prompt(mote, question, settings)
+    output.token_ids[:], output.stage_ids[:], output.prompt_length = list(prompt), [QUESTION_STAGE_ID] * len(prompt), len(prompt)
+    sampler = settings.sampler()
+    output.seed = sampler.seed
+
+    def start(logits: torch.Tensor) -> DecodeProgram:
+        return chain_program(mote, settings, sampler, logits, output)
+    return DecodeJob(key, prompt, QUESTION_STAGE_ID, start, on_event)
 
 
 def stream_chain(
@@ -200,24 +139,24 @@ def stream_chain(
 ) -> Iterator[StageEvent]:
     """Generate a chain for `question`, yielding StageEvents as tokens arrive.
 
-    Pass `output` to receive the tokens, stage ids and (for tests) the logits of every step.
+    A batch of one on the one scheduler (core.decoding.scheduler.stream_one), with the active
+    stage's experts folded into the weights (`fold_experts`): a lone row runs the same forward a
+    dedicated one-chain decoder would, so this costs nothing over one. Pass `output` to receive
+    the tokens, stage ids and (for tests) the logits of every step.
     """
     settings = settings or GenerationSettings()
     mote.model.eval()
-    prompt = chain_prompt(mote, question, settings)
-    output = output if output is not None else ChainOutput([], [], [], len(prompt))
-    output.token_ids[:], output.stage_ids[:], output.prompt_length = list(prompt), [QUESTION_STAGE_ID] * len(prompt), len(prompt)
-    decoder = _Decoder(mote, settings)
+    output = output if output is not None else ChainOutput([], [], [], 0)
+    job = chain_job(mote, question, settings, output)
+    device = next(mote.model.parameters()).device
     try:
-        logits = decoder.feed(prompt, output.stage_ids)
-        program = chain_program(mote, settings, Sampler(settings), logits, output)
-        yield from drive(program, lambda token, stage: decoder.feed([token], [stage]))
+        yield from stream_one(mote_forward(mote, fold=settings.fold_experts), job, device=device)
     finally:
         mote.router.unfold(release=not settings.keep_fold_buffers)
 
 
 def chain_program(mote: MoteModel, settings: GenerationSettings, sampler: Sampler, logits: torch.Tensor,
-                  output: ChainOutput) -> ChainProgram:
+                  output: ChainOutput) -> DecodeProgram:
     """The stage logic of one chain after its prompt (`logits` follow the prompt), independent of
     how tokens reach the model: one chain at a time (stream_chain) or many (core.decoding.scheduler)."""
     stages = _planned_stages(mote, settings)
@@ -245,12 +184,13 @@ def _planned_stages(mote: MoteModel, settings: GenerationSettings) -> tuple[Stag
     return settings.path.stages if settings.path is not None else None
 
 
-def _write_stage(mote, sampler, stage, logits, settings, output) -> ChainProgram:
+def _write_stage(mote: MoteModel, sampler: Sampler, stage: Stage, logits: torch.Tensor, settings: GenerationSettings,
+                 output: ChainOutput) -> DecodeProgram:
     """Open `stage`, write it until its end marker or limit, close it; returns the last logits."""
     tokenizer, label = mote.tokenizer, expert_label(mote, stage)
-    yield StageEvent("start", stage, expert=label)
+    yield StageEvent(StageEventKind.START, stage, expert=label)
     body: list[int] = []
-    emitted = ""
+    delta_of = TextDelta()
     if mote.uses_markers:
         _record(output, logits)
         logits = yield from _append(output, mote.start_id(stage), stage)
@@ -268,14 +208,14 @@ def _write_stage(mote, sampler, stage, logits, settings, output) -> ChainProgram
             break
         body.append(token)
         logits = yield from _append(output, token, stage)
-        delta, emitted = _text_delta(tokenizer, body, emitted)
+        delta = delta_of(tokenizer.decode(body, skip_special_tokens=True))
         if delta:
-            yield StageEvent("text", stage, delta, label)
+            yield StageEvent(StageEventKind.TEXT, stage, delta, label)
     if mote.uses_markers:
         logits = yield from _append(output, end_id, stage)
     text = tokenizer.decode(body, skip_special_tokens=True)
     output.segments.append(StageSegment(stage, text))
-    yield StageEvent("end", stage, text, label)
+    yield StageEvent(StageEventKind.END, stage, text, label)
     return logits
 
 
@@ -284,7 +224,7 @@ def _record(output: ChainOutput, logits: torch.Tensor) -> None:
         output.step_logits.append(logits)
 
 
-def _append(output: ChainOutput, token: int, stage: Stage) -> ChainProgram:
+def _append(output: ChainOutput, token: int, stage: Stage) -> DecodeProgram:
     output.token_ids.append(token)
     output.stage_ids.append(int(stage))
     logits = yield Feed(token, int(stage))

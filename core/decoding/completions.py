@@ -1,138 +1,177 @@
-"""Continuous batched generation with a local transformers model.
+"""Plain-text completions: chat messages in, text out, many at a time on the one scheduler.
 
-Why: self-generation runs thousands of short prompts of very different lengths. Static batches
-idle on their slowest row; here each row stops on its own (end-of-turn, stop string or token
-limit), is handed back at once, and its slot is refilled from the queue in the same step. Rows
-are left-padded; a new row is prefilled on its own and spliced into the running KV cache (the
-cache is left-padded to the longer of the two, and the attention mask hides the padding).
-Models whose cache layers are not plain dynamic layers (e.g. sliding-window) fall back to
-refilling only when the batch drains.
+Why: self-generation runs thousands of short prompts of very different lengths, the chat
+self-check and the local LLM judge a few. A completion is the simplest decoding program (feed
+the prompt, sample until an end-of-turn token, a stop string or the token limit), so it runs on
+core.decoding.scheduler like every chain: rows stop on their own, are handed back at once and
+their slots are refilled in the same step. The base model's single answer stage
+(core.decoding.subjects.BaseSubject) is the same program with streamed events.
 """
 from __future__ import annotations
 
+import dataclasses
+import enum
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.cache_utils import DynamicLayer
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from core.synthesis.pipeline import Completion, CompletionRequest
-from core.decoding.chain_programs import sample_token
-from core.decoding.kv_rows import keep_rows, merge_rows
-from core.experts.model import cache_kwargs
+from core.decoding.chain_programs import StageEvent, StageEventKind
+from core.decoding.sampling import Sampler
+from core.decoding.scheduler import DecodeJob, DecodeProgram, Feed, causal_lm_forward, run_batched
+from core.decoding.text import TextDelta, end_of_turn_ids, messages_prompt_ids
+from core.stages import Stage
 
 
 @dataclass
-class _Row:
-    request: CompletionRequest
-    prompt_length: int
-    generator: torch.Generator | None
+class CompletionRequest:
+    """One prompt for a text generator."""
+
+    messages: list[dict[str, str]]
+    max_new_tokens: int
+    stop: list[str] = field(default_factory=list)
+    response_prefix: str = ""
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    """Sampling seed; None draws a fresh one (as an OpenAI-compatible endpoint does)."""
+    stage: str = ""
+    key: Any = None
+
+
+@dataclass
+class Completion:
+    """What the generator wrote (without the response prefix)."""
+
+    text: str
+    tokens: int = 0
+    finish_reason: str = "stop"
+
+
+class TextGenerator(Protocol):
+    """Anything that answers completion requests, pulling them until none is left: a local
+    model (LocalGenerator), an OpenAI-compatible endpoint (core.synthesis.http_generator), a
+    scripted fake in tests. Completions are delivered on the calling thread."""
+
+    id: str
+
+    def run(
+        self,
+        next_request: Callable[[], CompletionRequest | None],
+        deliver: Callable[[CompletionRequest, Completion], None],
+        should_stop: Callable[[], bool],
+    ) -> None: ...
+
+
+def complete_all(generator: TextGenerator, requests: Sequence[CompletionRequest]) -> list[Completion]:
+    """Every request's completion, in the order given: the pull-and-deliver protocol run to its
+    end over a fixed list (the LLM judge, the chat self-check). Request keys are not used."""
+    queue = deque(dataclasses.replace(request, key=index) for index, request in enumerate(requests))
+    done: dict[int, Completion] = {}
+    generator.run(lambda: queue.popleft() if queue else None, lambda request, completion: done.__setitem__(request.key, completion),
+                  lambda: False)
+    missing = [index for index in range(len(requests)) if index not in done]
+    if missing:
+        raise RuntimeError(f"Generator {generator.id} returned without completing requests {missing}.")
+    return [done[index] for index in range(len(requests))]
+
+
+class FinishReason(str, enum.Enum):
+    """Why a plain-text program ended (OpenAI's values)."""
+
+    STOP = "stop"
+    """An end-of-turn token or a stop string."""
+    LENGTH = "length"
+    """The token limit."""
+
+
+@dataclass
+class PlainText:
+    """A plain-text program's result, filled as it runs (usable when interrupted)."""
+
     tokens: list[int] = field(default_factory=list)
+    """Generated ids, end-of-turn excluded."""
     text: str = ""
-    finish_reason: str = ""
+    """Their text, cut before the first stop string."""
+    finish_reason: FinishReason | None = None
+
+
+def plain_text_program(tokenizer: PreTrainedTokenizerBase, sampler: Sampler, logits: torch.Tensor, result: PlainText, *,
+                       end_ids: Sequence[int], max_tokens: int, min_tokens: int = 0, stop: Sequence[str] = (),
+                       stage: Stage = Stage.ANSWER, expert: str = "") -> DecodeProgram:
+    """One stage of plain text after a prompt (`logits` follow it): sample until an end-of-turn
+    token (banned before `min_tokens`), a stop string or `max_tokens`. Streams START / TEXT / END
+    events; the token that ends the text is never fed (nothing reads its logits)."""
+    yield StageEvent(StageEventKind.START, stage, expert=expert)
+    delta_of = TextDelta()
+    if max_tokens <= 0:
+        result.finish_reason = FinishReason.LENGTH
+    while result.finish_reason is None:
+        token = sampler.sample(logits, banned=end_ids if len(result.tokens) < min_tokens else ())
+        if token in end_ids:
+            result.finish_reason = FinishReason.STOP
+            break
+        result.tokens.append(token)
+        result.text, result.finish_reason = _cut(tokenizer.decode(result.tokens, skip_special_tokens=True), stop)
+        if result.finish_reason is None and len(result.tokens) >= max_tokens:
+            result.finish_reason = FinishReason.LENGTH
+        delta = delta_of(result.text)
+        if delta:
+            yield StageEvent(StageEventKind.TEXT, stage, delta, expert)
+        if result.finish_reason is None:
+            logits = yield Feed(token, int(stage))
+    yield StageEvent(StageEventKind.END, stage, result.text, expert)
+
+
+def _cut(text: str, stop: Sequence[str]) -> tuple[str, FinishReason | None]:
+    """The text before the first listed stop string it holds (list order), and STOP if one was found."""
+    for marker in stop:
+        if marker and marker in text:
+            return text[: text.index(marker)], FinishReason.STOP
+    return text, None
 
 
 class LocalGenerator:
-    """Answers completion requests with a local causal LM, `batch_size` rows at a time."""
+    """Answers completion requests with a local causal LM, `batch_size` rows at a time: a thin
+    adapter from the synthesis pipeline's TextGenerator protocol to core.decoding.scheduler."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, batch_size: int = 8, model_id: str = "local") -> None:
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
         self.id = f"local:{model_id}"
         self.device = next(model.parameters()).device
-        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
-        self.eos_ids = {i for i in eos_ids if i is not None}
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.end_ids = end_of_turn_ids(model, tokenizer)
+        self._forward = causal_lm_forward(self.model)
 
     def prompt_ids(self, request: CompletionRequest) -> list[int]:
-        text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
-        text += request.response_prefix
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return messages_prompt_ids(self.tokenizer, request.messages, request.response_prefix)
 
-    @torch.no_grad()
-    def run(self, next_request, deliver, should_stop) -> None:
-        rows: list[_Row] = []
-        cache, mask, logits = None, None, None
-        while not should_stop():
-            can_splice = cache is None or all(type(layer) is DynamicLayer for layer in cache.layers)
-            incoming = self._pull(next_request, self.batch_size - len(rows)) if (can_splice or not rows) else []
-            if incoming:
-                new_rows, new_cache, new_mask, new_logits = self._prefill(incoming)
-                if rows:
-                    cache, mask = merge_rows(cache, mask, new_cache, new_mask)
-                    logits = torch.cat([logits, new_logits])
-                else:
-                    cache, mask, logits = new_cache, new_mask, new_logits
-                rows += new_rows
-            if not rows:
-                return
-            tokens = [self._sample(row, logits[i]) for i, row in enumerate(rows)]
-            keep = [i for i, row in enumerate(rows) if not self._advance(row, tokens[i])]
-            for i, row in enumerate(rows):
-                if i not in keep:
-                    deliver(row.request, Completion(row.text, len(row.tokens), row.finish_reason))
-            if not keep:
-                rows, cache, mask = [], None, None
-            elif len(keep) < len(rows):
-                rows, tokens = [rows[i] for i in keep], [tokens[i] for i in keep]
-                cache, mask = keep_rows(cache, mask, keep)
-            if rows:
-                logits = self._step(tokens, cache, mask)
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-
-    def _pull(self, next_request, free: int) -> list[CompletionRequest]:
-        pulled = []
-        while len(pulled) < free:
+    def run(self, next_request: Callable[[], CompletionRequest | None],
+            deliver: Callable[[CompletionRequest, Completion], None], should_stop: Callable[[], bool]) -> None:
+        """Pull requests until none is left (asking again after each delivery, which may queue
+        follow-ups) and deliver each completion as soon as its row ends."""
+        def next_job() -> DecodeJob | None:
             request = next_request()
             if request is None:
-                break
-            pulled.append(request)
-        return pulled
+                return None
+            result = PlainText()
+            return self._job(request, result, key=(request, result))
 
-    def _prefill(self, requests: list[CompletionRequest]):
-        prompts = [self.prompt_ids(r) for r in requests]
-        length = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), length), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), length), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            ids[row, length - len(prompt):] = torch.tensor(prompt)
-            mask[row, length - len(prompt):] = 1
-        cache = DynamicCache()
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **cache_kwargs(self.model, cache))
-        rows = [_Row(r, len(p), _seeded(r)) for r, p in zip(requests, prompts)]
-        return rows, cache, mask, out.logits[:, -1].float()
+        for request, result in run_batched(self._forward, next_job, batch_size=self.batch_size, device=self.device,
+                                           should_stop=should_stop):
+            deliver(request, _completion(result))
 
-    def _step(self, tokens: list[int], cache, mask: torch.Tensor) -> torch.Tensor:
-        step_mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        ids = torch.tensor(tokens, device=self.device).unsqueeze(1)
-        positions = step_mask.sum(-1, keepdim=True) - 1
-        out = self.model(input_ids=ids, attention_mask=step_mask, position_ids=positions, use_cache=True, logits_to_keep=1, **cache_kwargs(self.model, cache))
-        return out.logits[:, -1].float()
+    def _job(self, request: CompletionRequest, result: PlainText, *, key: Any) -> DecodeJob:
+        sampler = Sampler(temperature=request.temperature, top_p=request.top_p, seed=request.seed)
 
-    def _sample(self, row: _Row, logits: torch.Tensor) -> int:
-        request = row.request
-        return sample_token(logits, temperature=request.temperature, top_p=request.top_p, generator=row.generator)
-
-    def _advance(self, row: _Row, token: int) -> bool:
-        """Append a token; True when the row is finished (its text is then final)."""
-        if token in self.eos_ids:
-            row.finish_reason = "stop"
-            return True
-        row.tokens.append(token)
-        row.text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        for stop in row.request.stop:
-            if stop and stop in row.text:
-                row.text, row.finish_reason = row.text[: row.text.index(stop)], "stop"
-                return True
-        if len(row.tokens) >= row.request.max_new_tokens:
-            row.finish_reason = "length"
-            return True
-        return False
+        def start(logits: torch.Tensor) -> DecodeProgram:
+            return plain_text_program(self.tokenizer, sampler, logits, result, end_ids=self.end_ids,
+                                      max_tokens=request.max_new_tokens, stop=request.stop)
+        return DecodeJob(key, self.prompt_ids(request), int(Stage.ANSWER), start)
 
 
-def _seeded(request: CompletionRequest) -> torch.Generator | None:
-    if request.temperature <= 0:
-        return None
-    return torch.Generator().manual_seed(request.seed if request.seed is not None else 0)
+def _completion(result: PlainText) -> Completion:
+    reason = result.finish_reason or FinishReason.STOP
+    return Completion(result.text, len(result.tokens), reason.value)

@@ -1,12 +1,35 @@
 """Row surgery on a left-padded batch's KV cache: splice new rows in, keep some rows.
 
-Why its own module: continuous batching (core.decoding.completions for plain completions,
-core.decoding.scheduler for stage-aware chains) refills a running batch as rows finish; both need
-the same two operations on a transformers DynamicCache and its 2-D attention mask.
+Why its own module: continuous batching (core.decoding.scheduler) refills a running batch as rows
+finish, which takes a few operations on a transformers DynamicCache and its 2-D attention mask;
+kept apart from the loop so the tensor surgery can be read (and tested) on its own.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+from transformers.cache_utils import DynamicLayer
+
+
+def can_splice(cache) -> bool:
+    """True when rows can be spliced into `cache`: every layer is a plain dynamic layer (a
+    sliding-window layer drops old columns, so rows of different lengths would not line up)."""
+    return cache is None or all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def left_padded(prompts: Sequence[Sequence[int]], stages: Sequence[int], pad_id: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input ids, stage ids, attention mask), each (rows, longest prompt): prompts right-aligned,
+    padding masked out (its token id and stage are never attended to)."""
+    length = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    stage_ids = torch.tensor(list(stages), dtype=torch.long).unsqueeze(1).repeat(1, length)
+    mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, length - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
+        mask[row, length - len(prompt):] = 1
+    return ids, stage_ids, mask
 
 
 def _left_pad(cache, mask: torch.Tensor, width: int):

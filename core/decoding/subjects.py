@@ -20,28 +20,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from core.decoding.scheduler import ChainJob, run_batched
 from core.config import Method
-from core.data.dataset import chat_prefix_suffix
-from core.experts.export import MOTE_FILE, read_manifest
 from core.decoding.chain_programs import (
     ChainOutput,
-    ChainProgram,
-    Feed,
     GenerationSettings,
-    Sampler,
     StageEvent,
-    chain_program,
-    chain_prompt,
-    drive,
+    StageEventKind,
+    chain_job,
     stream_chain,
 )
-from core.experts.model import MoteModel, cache_kwargs
-from core.stages import QUESTION_STAGE_ID, ChainShape, Stage, shape_of
+from core.decoding.completions import PlainText, plain_text_program
+from core.decoding.scheduler import BatchForward, DecodeJob, DecodeProgram, causal_lm_forward, mote_forward, run_batched, stream_one
+from core.decoding.subject_ref import BASE_PREFIX, SubjectRef, SubjectRefKind, SubjectSpecError  # noqa: F401 - BASE_PREFIX, SubjectSpecError re-exported
+from core.decoding.text import end_of_turn_ids, question_prompt_ids
+from core.experts.export import MOTE_FILE, read_manifest
+from core.experts.model import MoteModel
+from core.stages import ChainShape, Stage, shape_of
 
-BASE_PREFIX = "base:"
 BASE_EXPERT = "base"
 #: What `load_subject` accepts, quoted in its errors.
 ACCEPTED_SPECS = (
@@ -66,10 +63,6 @@ class PromptError(ValueError):
     """The prompt cannot be turned into a question (no user message, non-text content ...)."""
 
 
-class SubjectSpecError(ValueError):
-    """`load_subject` was given something it cannot load; the message lists what it accepts."""
-
-
 @dataclass
 class StageText:
     """One stage of a reply: who wrote it, its text and how many tokens it took (markers excluded)."""
@@ -92,6 +85,8 @@ class SubjectReply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     """Every generated token, stage markers included."""
+    seed: int | None = None
+    """The sampling seed used (pass it back in the settings to reproduce the reply)."""
 
     @property
     def answer(self) -> str:
@@ -116,11 +111,11 @@ class SubjectReply:
 
     def observe(self, event: StageEvent) -> None:
         """Keep the stage texts up to date as events arrive (so an interrupted reply is usable)."""
-        if event.kind == "start":
+        if event.kind is StageEventKind.START:
             self.stages.append(StageText(event.stage, event.expert))
-        elif event.kind == "text":
+        elif event.kind is StageEventKind.TEXT:
             self.stages[-1].text += event.text
-        elif event.kind == "end":
+        elif event.kind is StageEventKind.END:
             self.stages[-1].text = event.text
 
 
@@ -207,7 +202,8 @@ class ChatSubject(abc.ABC):
 
 
 class BatchingSubject(ChatSubject):
-    """A subject whose replies can be decoded many at a time (core.decoding.scheduler)."""
+    """A subject whose replies run on core.decoding.scheduler: many at a time (answer_many) or
+    one as a batch of one (stream)."""
 
     device: torch.device
 
@@ -216,25 +212,27 @@ class BatchingSubject(ChatSubject):
         replies: dict[int, SubjectReply] = {}
         finishers: dict[int, Callable[[], None]] = {}
 
-        def jobs() -> Iterator[ChainJob]:
+        def jobs() -> Iterator[DecodeJob]:
             for index, (question, settings) in enumerate(parsed):
                 replies[index] = SubjectReply()
-                job, finishers[index] = self._chain_job(index, question, settings, replies[index])
+                job, finishers[index] = self._reply_job(index, question, settings, replies[index])
                 yield job
 
-        for index in run_batched(self._batch_forward, jobs(), batch_size=batch_size, device=self.device, should_stop=should_stop):
+        source = jobs()
+        for index in run_batched(self._batch_forward(), lambda: next(source, None), batch_size=batch_size,
+                                 device=self.device, should_stop=should_stop):
             finishers.pop(index)()
             yield index, replies.pop(index)
 
     @abc.abstractmethod
-    def _chain_job(self, key: int, question: str, settings: GenerationSettings,
-                   reply: SubjectReply) -> tuple[ChainJob, Callable[[], None]]:
-        """The batched form of one reply: its ChainJob and what fills the reply's counts at the end."""
+    def _reply_job(self, key: int, question: str, settings: GenerationSettings,
+                   reply: SubjectReply) -> tuple[DecodeJob, Callable[[], None]]:
+        """One reply as a scheduler job (its events fill `reply`), and what fills the reply's
+        counts once it has ended or been interrupted."""
 
     @abc.abstractmethod
-    def _batch_forward(self, ids: torch.Tensor, stages: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                       cache: DynamicCache) -> torch.Tensor:
-        """One batched step for core.decoding.scheduler: logits (batch, vocab) after the last token."""
+    def _batch_forward(self) -> BatchForward:
+        """The model's step for core.decoding.scheduler when rows are decoded together."""
 
 
 class MoteSubject(BatchingSubject):
@@ -251,6 +249,7 @@ class MoteSubject(BatchingSubject):
         self.device = next(mote.model.parameters()).device
 
     def _generate(self, question: str, settings: GenerationSettings, reply: SubjectReply) -> Iterator[StageEvent]:
+        """stream_chain: a batch of one with the active stage's experts folded into the weights."""
         output = ChainOutput([], [], [], 0)
         try:
             for event in stream_chain(self.mote, question, settings, output=output):
@@ -259,19 +258,15 @@ class MoteSubject(BatchingSubject):
         finally:
             self._count(output, settings, reply)
 
-    def _chain_job(self, key: int, question: str, settings: GenerationSettings,
-                   reply: SubjectReply) -> tuple[ChainJob, Callable[[], None]]:
-        prompt = chain_prompt(self.mote, question, settings)
-        output = ChainOutput([], list(prompt), [QUESTION_STAGE_ID] * len(prompt), len(prompt))
+    def _reply_job(self, key: int, question: str, settings: GenerationSettings,
+                   reply: SubjectReply) -> tuple[DecodeJob, Callable[[], None]]:
+        output = ChainOutput([], [], [], 0)
+        job = chain_job(self.mote, question, settings, output, key=key, on_event=reply.observe)
+        return job, lambda: self._count(output, settings, reply)
 
-        def start(logits: torch.Tensor) -> ChainProgram:
-            return chain_program(self.mote, settings, Sampler(settings), logits, output)
-        return ChainJob(key, prompt, QUESTION_STAGE_ID, start, reply.observe), lambda: self._count(output, settings, reply)
-
-    def _batch_forward(self, ids, stages, mask, positions, cache) -> torch.Tensor:
+    def _batch_forward(self) -> BatchForward:
         self.mote.model.eval()
-        out = self.mote.forward(ids, stages, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1)
-        return out.logits[:, -1].float()
+        return mote_forward(self.mote)
 
     def _count(self, output: ChainOutput, settings: GenerationSettings, reply: SubjectReply) -> None:
         markers = set(self.mote.marker_ids.values())
@@ -280,7 +275,7 @@ class MoteSubject(BatchingSubject):
         for part in reply.stages:
             part.tokens = counts[int(part.stage)]
             part.hit_limit = part.tokens >= settings.limit(part.stage)
-        reply.prompt_tokens, reply.completion_tokens = output.prompt_length, len(generated)
+        reply.prompt_tokens, reply.completion_tokens, reply.seed = output.prompt_length, len(generated), output.seed
         stages = [s.stage for s in reply.stages]
         if self.mote.uses_markers and stages and stages[-1] is Stage.ANSWER:
             reply.shape = shape_of(stages)
@@ -292,6 +287,7 @@ class BaseSubject(BatchingSubject):
     The prompt is built exactly as for MoTE models (same chat template and system prompt), so
     a base model and the runs trained from it are compared on equal terms. `settings.path` does
     not apply (there are no stages to force); the answer's token limit is `settings.limit(ANSWER)`.
+    The answer is core.decoding.completions' plain-text program, ended by any end-of-turn id.
     """
 
     kind = SubjectKind.BASE
@@ -300,85 +296,53 @@ class BaseSubject(BatchingSubject):
         super().__init__()
         self.model, self.tokenizer, self.label = model.eval(), tokenizer, label
         self.device = next(model.parameters()).device
-        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
-        ends = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
-        self.end_ids = sorted(i for i in ends if i is not None)
-
-    def _prompt(self, question: str, settings: GenerationSettings) -> list[int]:
-        prefix, _ = chat_prefix_suffix(self.tokenizer, question, settings.system_prompt)
-        return self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        self.end_ids = end_of_turn_ids(model, tokenizer)
 
     def _generate(self, question: str, settings: GenerationSettings, reply: SubjectReply) -> Iterator[StageEvent]:
-        prompt = self._prompt(question, settings)
+        """A batch of one on the scheduler (a plain model has nothing to fold: it costs nothing)."""
+        job, finish = self._reply_job(None, question, settings, reply)
+        try:
+            yield from stream_one(self._batch_forward(), job, device=self.device)
+        finally:
+            finish()
+
+    def _reply_job(self, key: int | None, question: str, settings: GenerationSettings,
+                   reply: SubjectReply) -> tuple[DecodeJob, Callable[[], None]]:
+        prompt = question_prompt_ids(self.tokenizer, question, settings.system_prompt)
         reply.prompt_tokens = len(prompt)
-        body: list[int] = []
-        cache = DynamicCache()
-        with torch.no_grad():
-            logits = self._feed(prompt, cache)
-            program = self._program(settings, Sampler(settings), logits, body)
-            try:
-                for event in drive(program, lambda token, _stage: self._feed([token], cache)):
-                    reply.observe(event)
-                    yield event
-            finally:
-                self._count(reply, body, settings)
+        sampler = settings.sampler()
+        reply.seed = sampler.seed
+        result = PlainText()
 
-    def _program(self, settings: GenerationSettings, sampler: Sampler, logits: torch.Tensor, body: list[int]) -> ChainProgram:
-        """One ANSWER stage: decode until an end-of-turn token or the answer's token limit."""
-        yield StageEvent("start", Stage.ANSWER, expert=BASE_EXPERT)
-        emitted = ""
-        while len(body) < settings.limit(Stage.ANSWER):
-            banned = self.end_ids if len(body) < settings.min_stage_tokens else []
-            token = sampler.sample(logits, banned=banned)
-            if token in self.end_ids:
-                break
-            body.append(token)
-            text = self.tokenizer.decode(body, skip_special_tokens=True)
-            if not text.endswith("\ufffd") and len(text) > len(emitted):  # wait for a split character's rest
-                yield StageEvent("text", Stage.ANSWER, text[len(emitted):], BASE_EXPERT)
-                emitted = text
-            logits = yield Feed(token, int(Stage.ANSWER))
-        yield StageEvent("end", Stage.ANSWER, self.tokenizer.decode(body, skip_special_tokens=True), BASE_EXPERT)
+        def start(logits: torch.Tensor) -> DecodeProgram:
+            return plain_text_program(self.tokenizer, sampler, logits, result, end_ids=self.end_ids,
+                                      max_tokens=settings.limit(Stage.ANSWER), min_tokens=settings.min_stage_tokens,
+                                      expert=BASE_EXPERT)
+        return DecodeJob(key, prompt, int(Stage.ANSWER), start, reply.observe), lambda: self._count(reply, result, settings)
 
-    def _count(self, reply: SubjectReply, body: list[int], settings: GenerationSettings) -> None:
+    def _count(self, reply: SubjectReply, result: PlainText, settings: GenerationSettings) -> None:
         if reply.stages:
             part = reply.stages[-1]
-            part.tokens = reply.completion_tokens = len(body)
-            part.hit_limit = len(body) >= settings.limit(Stage.ANSWER)
+            part.tokens = reply.completion_tokens = len(result.tokens)
+            part.hit_limit = len(result.tokens) >= settings.limit(Stage.ANSWER)
 
-    def _chain_job(self, key: int, question: str, settings: GenerationSettings,
-                   reply: SubjectReply) -> tuple[ChainJob, Callable[[], None]]:
-        prompt = self._prompt(question, settings)
-        reply.prompt_tokens = len(prompt)
-        body: list[int] = []
-
-        def start(logits: torch.Tensor) -> ChainProgram:
-            return self._program(settings, Sampler(settings), logits, body)
-        return ChainJob(key, prompt, int(Stage.ANSWER), start, reply.observe), lambda: self._count(reply, body, settings)
-
-    def _batch_forward(self, ids, stages, mask, positions, cache) -> torch.Tensor:
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                         **cache_kwargs(self.model, cache))
-        return out.logits[:, -1].float()
-
-    def _feed(self, token_ids: list[int], cache: DynamicCache) -> torch.Tensor:
-        ids = torch.tensor([token_ids], device=self.device)
-        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache_kwargs(self.model, cache))
-        return out.logits[0, -1].float()
+    def _batch_forward(self) -> BatchForward:
+        return causal_lm_forward(self.model)
 
 
-def load_subject(spec: str, *, home: Path | None = None, say: Say = print) -> ChatSubject:
-    """A subject from 'base:<model>' or a trained run folder (or its export folder)."""
-    spec = str(spec).strip()
-    if spec.startswith(BASE_PREFIX):
-        name = spec[len(BASE_PREFIX):].strip()
-        if not name:
-            raise SubjectSpecError(f"'{spec}' names no model after 'base:'. Accepted: {ACCEPTED_SPECS}.")
+def load_subject(spec: str | SubjectRef, *, home: Path | None = None, say: Say = print) -> ChatSubject:
+    """A subject from 'base:<model>' or a trained run folder (or its export folder). A 'job:<id>'
+    reference must be resolved to its run folder by jobs/ first (core cannot read the queue)."""
+    ref = spec if isinstance(spec, SubjectRef) else SubjectRef.parse(spec)
+    if ref.kind is SubjectRefKind.JOB:
+        raise SubjectSpecError(f"'{ref}' names a training job: resolve it to the job's run folder first "
+                               f"(jobs/ does this for evaluate jobs). Accepted here: {ACCEPTED_SPECS}.")
+    if ref.kind is SubjectRefKind.BASE:
         from core.model_source import inference_placement, load_base_model
 
-        model, tokenizer = load_base_model(name, home, say=say, **inference_placement())
-        return BaseSubject(model, tokenizer, label=spec)
-    export = _export_folder(spec)
+        model, tokenizer = load_base_model(ref.value, home, say=say, **inference_placement())
+        return BaseSubject(model, tokenizer, label=str(ref))
+    export = _export_folder(ref.value)
     from core.training.recipe import load_trained
 
     manifest = read_manifest(export)

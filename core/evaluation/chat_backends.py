@@ -7,16 +7,14 @@ scripted backend. Both backends load or connect lazily, so building a judge is c
 """
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
-from core.synthesis.pipeline import Completion, CompletionRequest
-from core.synthesis.http_generator import EndpointError, OpenAIChatClient
+from core.decoding.completions import CompletionRequest, complete_all
+from core.synthesis.http_generator import EndpointError, HttpGenerator, OpenAIChatClient
 
 if TYPE_CHECKING:
     from core.decoding.completions import LocalGenerator
@@ -60,8 +58,8 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
 class LocalChatBackend:
     """A local causal LM (folder, hub id when online, or the bundled default alias).
 
-    Generation reuses core.decoding.completions.LocalGenerator: the tokenizer's chat template,
-    left-padded rows, `batch_size` rows at a time, each row stopping on its own. Greedy at
+    Generation is core.decoding.completions.LocalGenerator (a thin adapter over the one decoding
+    scheduler): the tokenizer's chat template, `batch_size` rows at a time, each row stopping on its own. Greedy at
     temperature 0; above it, row i of a call samples with seed `seed + i`, so retries that pass
     a fresh seed per attempt get fresh text.
     """
@@ -103,22 +101,14 @@ class LocalChatBackend:
         self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None,
         reply_prefix: str = "", stop: tuple[str, ...] = (),
     ) -> list[str]:
-        generator = self._load()
-        queue = deque(
+        requests = [
             CompletionRequest(
                 messages=conversation, max_new_tokens=max_new_tokens, temperature=temperature,
-                seed=None if seed is None else seed + index, key=index, response_prefix=reply_prefix, stop=list(stop),
+                seed=None if seed is None else seed + index, response_prefix=reply_prefix, stop=list(stop),
             )
             for index, conversation in enumerate(conversations)
-        )
-        replies: list[str | None] = [None] * len(conversations)
-
-        def deliver(request: CompletionRequest, completion: Completion) -> None:
-            replies[request.key] = completion.text
-
-        generator.run(lambda: queue.popleft() if queue else None, deliver, lambda: False)
-        assert all(reply is not None for reply in replies), "LocalGenerator returned without finishing every row"
-        return [reply or "" for reply in replies]
+        ]
+        return [completion.text for completion in complete_all(self._load(), requests)]
 
 
 class HttpChatBackend:
@@ -162,11 +152,7 @@ class HttpChatBackend:
         if reply_prefix or stop:
             raise ValueError(f"The endpoint {self.url} cannot be made to start its reply with given text: "
                              "verdict_first works with local judges only; turn it off for http judges.")
-        client = self._get_client()
-
-        def one(conversation: Conversation) -> str:
-            text, _tokens, _reason = client.chat(conversation, max_tokens=max_new_tokens, temperature=temperature, seed=seed)
-            return text
-
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(conversations)))) as pool:
-            return list(pool.map(one, conversations))
+        requests = [CompletionRequest(messages=conversation, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+                    for conversation in conversations]
+        generator = HttpGenerator(self._get_client(), concurrency=self.concurrency)
+        return [completion.text for completion in complete_all(generator, requests)]

@@ -77,7 +77,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.decoding.chain_programs import GenerationSettings, StageEvent
+from core.decoding.chain_programs import GenerationSettings, StageEvent, StageEventKind
 from core.serving.access import BodyTooLarge, GuardMiddleware, check_exposure
 from core.serving.limits import ServeLimits, check_request, describe
 from core.serving.schema import (
@@ -209,7 +209,7 @@ class _DeltaWriter:
 
     def deltas(self, event: StageEvent) -> Iterator[dict[str, Any]]:
         answer = event.stage is Stage.ANSWER
-        if event.kind == "start":
+        if event.kind is StageEventKind.START:
             self.sent = ""
             if answer:
                 yield self._tag({"content": ""}, event)
@@ -218,10 +218,10 @@ class _DeltaWriter:
                 self.reasoned = True
             return
         # An end event carries the stage's whole text: send what streaming held back, if anything.
-        text = event.text if event.kind == "text" else (event.text[len(self.sent):] if event.text.startswith(self.sent) else "")
+        text = event.text if event.kind is StageEventKind.TEXT else (event.text[len(self.sent):] if event.text.startswith(self.sent) else "")
         self.sent += text
         if answer:
-            text = self.scanner.feed(text) + (self.scanner.flush() if event.kind == "end" else "")
+            text = self.scanner.feed(text) + (self.scanner.flush() if event.kind is StageEventKind.END else "")
         if text:
             yield self._tag({"content" if answer else "reasoning_content": text}, event)
 

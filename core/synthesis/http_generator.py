@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from core.synthesis.pipeline import Completion, CompletionRequest
+from core.decoding.completions import Completion, CompletionRequest
 
 
 class EndpointError(RuntimeError):

@@ -18,51 +18,15 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.config import FlaggedPolicy, GenerateConfig
+from core.decoding.completions import Completion, CompletionRequest, TextGenerator
 from core.synthesis.prompts import PromptSet
 from core.stages import ChainShape
 
 _VERDICT = re.compile(r"^\s*verdict\s*:\s*(.*?)\s*$", re.IGNORECASE)
-
-
-@dataclass
-class CompletionRequest:
-    """One prompt for a text generator."""
-
-    messages: list[dict[str, str]]
-    max_new_tokens: int
-    stop: list[str] = field(default_factory=list)
-    response_prefix: str = ""
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stage: str = ""
-    key: Any = None
-
-
-@dataclass
-class Completion:
-    """What the generator wrote (without the response prefix)."""
-
-    text: str
-    tokens: int = 0
-    finish_reason: str = "stop"
-
-
-class TextGenerator(Protocol):
-    """Anything that answers completion requests, pulling them until none is left."""
-
-    id: str
-
-    def run(
-        self,
-        next_request: Callable[[], CompletionRequest | None],
-        deliver: Callable[[CompletionRequest, Completion], None],
-        should_stop: Callable[[], bool],
-    ) -> None: ...
 
 
 class ChainSink(Protocol):

@@ -124,3 +124,25 @@ def test_models_load_one_at_a_time_while_panes_stream_together(tiny_dir, run_dir
     panes = list(stream_panes(runtime, [f"base:{tiny_dir}", str(run_dir), str(tmp_path / "missing")], "hi", FULL))[-1]
     assert max(overlaps) == 1 and len(overlaps) == 3
     assert [p.status for p in panes] == ["done", "done", "failed"]
+
+
+def test_an_unseeded_reply_gets_a_fresh_seed_that_reproduces_it(tiny_dir, tmp_path):
+    """Seed 0 in the Chat tab means 'a fresh random seed': two such replies differ, and the seed
+    shown under a reply gives that reply again."""
+    runtime = ChatRuntime(tmp_path)
+    sampled = GenerationSettings(max_stage_tokens=12, min_stage_tokens=12, temperature=1.0, seed=None)
+
+    def reply(settings: GenerationSettings) -> PaneState:
+        return list(stream_panes(runtime, [f"base:{tiny_dir}"], "hi", settings))[-1][0]
+
+    def text(pane: PaneState) -> str:
+        return "".join(piece for block in pane.blocks for piece in block.pieces)
+
+    first, second = reply(sampled), reply(sampled)
+    assert first.seed is not None and second.seed is not None and first.seed != second.seed
+    assert text(first) != text(second)
+    again = reply(GenerationSettings(max_stage_tokens=12, min_stage_tokens=12, temperature=1.0, seed=first.seed))
+    assert text(again) == text(first) and again.seed == first.seed
+    assert f"seed {first.seed}" in render_pane(first)
+    greedy = reply(GenerationSettings(max_stage_tokens=3, min_stage_tokens=3))
+    assert greedy.seed is None and "pane-seed" not in render_pane(greedy)  # a greedy reply does not depend on it
