@@ -21,3 +21,25 @@ def imported_roots(path: Path) -> set[str]:
 def test_core_imports_no_ui_database_or_scheduler():
     offenders = {str(p.relative_to(CORE)): imported_roots(p) & FORBIDDEN for p in CORE.rglob("*.py")}
     assert not {k: v for k, v in offenders.items() if v}
+
+
+APP = CORE.parent / "app"
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module)
+    return modules
+
+
+def test_app_does_no_database_work_of_its_own():
+    """app/ reads and writes through jobs/ queries and commands: no SQLAlchemy, no jobs.records."""
+    def forbidden(module: str) -> bool:
+        return module.split(".")[0] == "sqlalchemy" or module == "jobs.records" or module.startswith("jobs.records.")
+
+    offenders = {str(p.relative_to(APP)): sorted(m for m in imported_modules(p) if forbidden(m)) for p in APP.rglob("*.py")}
+    assert not {k: v for k, v in offenders.items() if v}
