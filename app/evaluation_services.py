@@ -1,43 +1,43 @@
-"""The evaluation half of the services facade (mixed into app.services.Services).
+"""The Evaluate tab's actions: launch an evaluation or the quick pipeline, read results, compare
+runs. Held by app.services.Services as `services.evaluation`.
 
-Why a mixin in its own module: the Evaluate tab's actions (launch an evaluation or the quick
-pipeline, read results, compare runs) are one group with one job; keeping them here keeps
-services.py small. Long work is always a queued job.
+Why a separate object: these actions are one group with one job; composed (not mixed in), the
+object says in its constructor what it needs (the queue, the question library, the default
+model), and every read goes through jobs/ queries. Long work is always a queued job.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from app.evaluation_views import (
-    EvaluationResult,
-    config_diff,
-    evaluation_jobs,
-    evaluation_result,
-    evaluation_samples,
-    loss_curves,
-)
+from app.evaluation_views import settings_diff_table
+from app.question_library import QuestionLibrary
+from core.decoding.subjects import BASE_PREFIX
+from core.outbound import LOOPBACK_ONLY, OutboundPolicy
+from jobs.kinds import JobKind, JobStatus
 from jobs.pipelines import pipeline_config
-from jobs.records import Job, JobKind, JobStatus
+from jobs.queries import evaluation_report, evaluation_samples, job_row, job_rows, loss_curves, run_settings
+from jobs.queue import JobQueue
+from jobs.views import EvaluationReport, JobRow, LossPoint
 
 EVAL_SET_PREFIX = "eval_"
 JOB_PREFIX = "job:"
-BASE_PREFIX = "base:"
 
 
 class EvaluationServices:
-    """Needs `queue`, `sessions`, `questions`, `default_model` and `outbound` from Services."""
+    """Everything the Evaluate tab can do, over one job queue."""
+
+    def __init__(self, queue: JobQueue, questions: QuestionLibrary, *, default_model: str,
+                 outbound: OutboundPolicy = LOOPBACK_ONLY) -> None:
+        self.queue, self.questions, self.default_model = queue, questions, default_model
+        self.outbound = outbound  # URLs and key variables a caller may use (set by the operator at launch)
 
     def evaluation_subjects(self) -> list[tuple[str, str]]:
         """(label, spec): the default base model, then every succeeded training job."""
-        with self.sessions() as session:
-            jobs = list(session.scalars(select(Job).where(Job.kind == JobKind.TRAIN, Job.status == JobStatus.SUCCEEDED)
-                                        .order_by(Job.id.desc())))
+        jobs = job_rows(self.queue.sessions, kind=JobKind.TRAIN, status=JobStatus.SUCCEEDED)
         bases = list(dict.fromkeys([self.default_model, *((j.config.get("mote") or {}).get("model") for j in jobs)]))
         choices = [(f"base model: {Path(b).name if '/' in b else b}", BASE_PREFIX + b) for b in bases if b]
-        choices += [(f"job {j.id} · {(j.config.get('mote') or {}).get('method', '?')}", f"{JOB_PREFIX}{j.id}") for j in jobs]
+        choices += [(f"job {j.id} · {j.training_method}", f"{JOB_PREFIX}{j.id}") for j in jobs]
         return choices
 
     def evaluation_sets(self) -> list[str]:
@@ -45,22 +45,24 @@ class EvaluationServices:
         names = [ref.name for ref in self.questions.sets()]
         return sorted(names, key=lambda n: (not n.startswith(EVAL_SET_PREFIX), n))
 
+    def _subject(self, spec: str) -> dict[str, Any]:
+        """An evaluate job's subject entry for a spec from evaluation_subjects() (or a run folder)."""
+        if spec.startswith(JOB_PREFIX):
+            job_id = int(spec[len(JOB_PREFIX):])
+            method = (job_row(self.queue.sessions, job_id).config.get("mote") or {}).get("method", "run")
+            return {"label": f"{method} (job {job_id})", "train_job": job_id}
+        if spec.startswith(BASE_PREFIX):
+            return {"label": spec, "base": spec[len(BASE_PREFIX):]}
+        return {"label": Path(spec).name, "run": spec}
+
     def launch_evaluation(self, subjects: list[str], sets: list[str], settings: dict[str, Any],
                           judges: list[dict[str, Any]]) -> int:
         """Queue an evaluate job; subjects are specs from evaluation_subjects()."""
         if not subjects:
             raise ValueError("Pick at least one model to evaluate (a base model or a finished training job).")
-        items = []
-        for spec in subjects:
-            if spec.startswith(JOB_PREFIX):
-                job_id = int(spec[len(JOB_PREFIX):])
-                method = (self.queue.get(job_id).config.get("mote") or {}).get("method", "run")
-                items.append({"label": f"{method} (job {job_id})", "train_job": job_id})
-            else:
-                items.append({"label": spec if spec.startswith(BASE_PREFIX) else Path(spec).name,
-                              **({"base": spec[len(BASE_PREFIX):]} if spec.startswith(BASE_PREFIX) else {"run": spec})})
         sources = [self.questions.get(name).source for name in sets] if sets else None
-        config = {"subjects": items, "settings": {**settings, **({"sets": sources} if sources else {})}, "judges": judges}
+        config = {"subjects": [self._subject(spec) for spec in subjects],
+                  "settings": {**settings, **({"sets": sources} if sources else {})}, "judges": judges}
         return self.queue.submit(JobKind.EVALUATE, config, outbound=self.outbound)
 
     def launch_quick_pipeline(self, model: str | None = None) -> int:
@@ -72,15 +74,15 @@ class EvaluationServices:
         config = pipeline_config("quick", {"model": mote.model}, {"mote": mote.to_dict()}, methods=None, evaluate=True)
         return self.queue.submit(JobKind.PIPELINE, config, outbound=self.outbound)
 
-    def evaluation_jobs(self) -> list[Job]:
-        return evaluation_jobs(self.sessions)
+    def evaluation_jobs(self) -> list[JobRow]:
+        return job_rows(self.queue.sessions, kind=JobKind.EVALUATE)
 
-    def evaluation_result(self, job_id: int) -> EvaluationResult:
-        return evaluation_result(self.sessions, job_id)
+    def evaluation_report(self, job_id: int) -> EvaluationReport:
+        return evaluation_report(self.queue.sessions, job_id)
 
-    def evaluation_samples(self, job_id: int, judge: str | None = None, subject: str | None = None) -> list[dict[str, Any]]:
-        return evaluation_samples(self.sessions, job_id, judge, subject)
+    def evaluation_samples(self, job_id: int, judge: str | None = None, subject: str | None = None) -> list[dict[str, str]]:
+        return evaluation_samples(self.queue.sessions, job_id, judge, subject)
 
-    def compare_runs(self, job_ids: list[int]) -> tuple[list[dict[str, Any]], str]:
-        """Overlaid loss curves (long-format rows) and the settings that differ."""
-        return loss_curves(self.sessions, job_ids), config_diff(self.sessions, job_ids)
+    def compare_runs(self, job_ids: list[int]) -> tuple[list[LossPoint], str]:
+        """Overlaid loss curves and a Markdown table of the settings that differ."""
+        return loss_curves(self.queue.sessions, job_ids), settings_diff_table(run_settings(self.queue.sessions, job_ids))

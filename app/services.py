@@ -7,24 +7,14 @@ processes while the page polls the database.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from app.chain_browser import ChainBrowser, ChainFilter, ChainView, DatasetSummary
+from app.chain_browser import EXPORTS_DIR
 from app.evaluation_services import EvaluationServices
 from app.file_names import checked_name
-from app.job_views import (
-    JobRow,
-    JobSort,
-    TrainingMonitor,
-    job_rows,
-    log_tail,
-    training_jobs,
-    training_monitor,
-)
 from app.question_library import QuestionLibrary, QuestionSetRef
 from app.system_info import SystemReport, system_report
 from app.train_form import ChainSource, cli_command
@@ -32,11 +22,16 @@ from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 from core.config import GenerateConfig, MoteConfig, load_preset, preset_names
 from core.data.questions import ImportReport, Question
 from core.decoding.subjects import BASE_PREFIX
+from core.stages import Stage
+from jobs import chain_queries, commands
 from jobs.formatting import format_job_detail
 from jobs.db import database_url
+from jobs.kinds import JobKind, JobStatus
+from jobs.logs import log_tail
+from jobs.queries import exported_runs, job_row, job_rows, training_monitor
 from jobs.queue import JobQueue
-from jobs.records import Job, JobKind, JobStatus, TrainingRun
 from jobs.specs import GenerateSpec
+from jobs.views import ChainFacets, ChainFilter, ChainView, DatasetSummary, JobRow, JobSort, TrainingMonitor
 
 CONFIGS_DIR = "configs"
 
@@ -49,18 +44,18 @@ class ChatSubjectChoice:
     spec: str
 
 
-class Services(EvaluationServices):
-    """Everything the UI can do, over one job queue (its database and data directory)."""
+class Services:
+    """Everything the UI can do, over one job queue (its database and data directory); the
+    Evaluate tab's actions are `self.evaluation`. Every read and write goes through jobs/."""
 
     def __init__(self, queue: JobQueue, *, default_model: str = GenerateSpec.model,
                  outbound: OutboundPolicy = LOOPBACK_ONLY) -> None:
         self.queue = queue
         self.outbound = outbound  # URLs and key variables a caller may use (set by the operator at launch)
         self.home = queue.home
-        self.sessions = queue.sessions
         self.default_model = default_model
         self.questions = QuestionLibrary(self.home)
-        self.browser = ChainBrowser(self.sessions, self.home)
+        self.evaluation = EvaluationServices(queue, self.questions, default_model=default_model, outbound=outbound)
         self.notices: list[str] = []
 
     # ---- question sets ---------------------------------------------------------------------
@@ -91,28 +86,28 @@ class Services(EvaluationServices):
 
     # ---- chains ----------------------------------------------------------------------------
     def chain_datasets(self) -> list[DatasetSummary]:
-        return self.browser.datasets()
+        return chain_queries.dataset_summaries(self.queue.sessions)
 
-    def chains(self, dataset_id: int, filters: ChainFilter | None = None) -> list[ChainView]:
-        return self.browser.chains(dataset_id, filters or ChainFilter())
+    def chains(self, dataset_id: int, filters: ChainFilter = ChainFilter()) -> list[ChainView]:
+        return chain_queries.chain_views(self.queue.sessions, dataset_id, filters)
 
-    def chain_facets(self, dataset_id: int) -> dict[str, list[str]]:
-        return self.browser.facets(dataset_id)
+    def chain_facets(self, dataset_id: int) -> ChainFacets:
+        return chain_queries.chain_facets(self.queue.sessions, dataset_id)
 
     def chain(self, chain_pk: int) -> ChainView:
-        return self.browser.chain(chain_pk)
+        return chain_queries.stored_chain(self.queue.sessions, chain_pk)
 
     def flag_chain(self, chain_pk: int, flagged: bool) -> ChainView:
-        return self.browser.set_flag(chain_pk, flagged)
+        return commands.set_chain_flag(self.queue.sessions, chain_pk, flagged)
 
-    def edit_chain(self, chain_pk: int, stages: dict[str, str]) -> ChainView:
-        return self.browser.edit(chain_pk, stages)
+    def edit_chain(self, chain_pk: int, texts: Mapping[Stage, str | None]) -> ChainView:
+        return commands.edit_chain(self.queue.sessions, chain_pk, texts)
 
     def delete_chain(self, chain_pk: int) -> None:
-        self.browser.delete(chain_pk)
+        commands.delete_chain(self.queue.sessions, chain_pk)
 
     def export_chains(self, dataset_id: int) -> Path:
-        return self.browser.export(dataset_id)
+        return commands.export_chains(self.queue.sessions, dataset_id, self.home / EXPORTS_DIR)
 
     # ---- training --------------------------------------------------------------------------
     @staticmethod
@@ -148,8 +143,9 @@ class Services(EvaluationServices):
     def launch_training(self, config: MoteConfig, source: ChainSource) -> int:
         return self.queue.submit(JobKind.TRAIN, {"mote": config.to_dict(), **source.job_config()}, outbound=self.outbound)
 
-    def training_jobs(self) -> list[Job]:
-        return training_jobs(self.sessions)
+    def training_jobs(self) -> list[JobRow]:
+        """Training jobs, newest first (running ones are what a reloaded page re-attaches to)."""
+        return job_rows(self.queue.sessions, kind=JobKind.TRAIN, limit=100)
 
     def watched_training_job(self) -> int | None:
         """What a freshly loaded Train tab shows: the newest running training job, else the newest."""
@@ -159,11 +155,11 @@ class Services(EvaluationServices):
         return candidates[0].id if candidates else None
 
     def training_monitor(self, job_id: int) -> TrainingMonitor:
-        return training_monitor(self.sessions, job_id)
+        return training_monitor(self.queue.sessions, job_id)
 
     def run_settings(self, job_id: int) -> tuple[MoteConfig, ChainSource]:
         """A past training job's config and chain source ("new run from this one")."""
-        config = self.queue.get(job_id).config
+        config = job_row(self.queue.sessions, job_id).config
         if "mote" not in config:
             raise ValueError(f"Job {job_id} is not a training job: pick a run from the list.")
         source = ChainSource(dataset_id=config.get("chain_dataset_id"), file=config.get("chains"))
@@ -171,13 +167,13 @@ class Services(EvaluationServices):
 
     # ---- jobs ------------------------------------------------------------------------------
     def jobs(self, kind: JobKind | None = None, status: JobStatus | None = None, sort: JobSort = JobSort.NEWEST) -> list[JobRow]:
-        return job_rows(self.sessions, kind=kind, status=status, sort=sort)
+        return job_rows(self.queue.sessions, kind=kind, status=status, sort=sort)
 
     def job_detail_text(self, job_id: int) -> str:
         return format_job_detail(self.queue, job_id)
 
     def job_log(self, job_id: int, lines: int = 60) -> str:
-        job = self.queue.get(job_id)
+        job = job_row(self.queue.sessions, job_id)
         if job.kind is JobKind.PIPELINE:
             stages = ", ".join(f"{name}: job {i}" for name, i in (job.config.get("stages") or {}).items())
             return f"A pipeline has no log of its own; see its stages ({stages})."
@@ -192,9 +188,7 @@ class Services(EvaluationServices):
     # ---- chat ------------------------------------------------------------------------------
     def chat_subjects(self) -> list[ChatSubjectChoice]:
         """The base models in use, then every finished run with an export (MoTE and baselines)."""
-        with self.sessions() as session:
-            runs = list(session.scalars(select(TrainingRun).where(TrainingRun.export_path.is_not(None))
-                                        .order_by(TrainingRun.id.desc())))
+        runs = exported_runs(self.queue.sessions)
         bases = list(dict.fromkeys([self.default_model, *(run.base_model for run in runs)]))
         choices = [ChatSubjectChoice(f"base model: {Path(b).name if '/' in b else b}", BASE_PREFIX + b) for b in bases]
         choices += [ChatSubjectChoice(f"run {run.id} ({run.method}, job {run.job_id})", run.run_dir) for run in runs]
@@ -202,4 +196,4 @@ class Services(EvaluationServices):
 
     # ---- system ----------------------------------------------------------------------------
     def system(self) -> SystemReport:
-        return system_report(self.sessions, self.queue.url, self.home)
+        return system_report(self.queue)

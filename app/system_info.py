@@ -10,16 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psutil
-from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.gpus import GpuStatus, list_gpus
 from jobs.lock import dispatcher_pid
-from jobs.records import Chain, Job, JobStatus, TrainingRun
+from jobs.queries import database_summary, running_job_pids
+from jobs.queue import JobQueue
 
 NO_GPU_NOTE = ("No GPU found: jobs run on the CPU, one at a time. The bundled 135M model trains in minutes on a "
                "CPU; larger models need a machine with an NVIDIA GPU and its driver (NVML).")
@@ -74,27 +71,23 @@ def gpu_rows(status: GpuStatus, running: dict[int, int]) -> list[GpuRow]:
     return rows
 
 
-def _database(sessions: sessionmaker[Session], url: str, home: Path) -> dict[str, str]:
-    parsed = make_url(url)
-    info = {"url": parsed.render_as_string(hide_password=True), "backend": parsed.get_backend_name()}
-    if parsed.get_backend_name() == "sqlite" and parsed.database and Path(parsed.database).exists():
-        files = [Path(parsed.database), Path(f"{parsed.database}-wal")]  # recent writes sit in the WAL file
-        info["size"] = f"{sum(f.stat().st_size for f in files if f.exists()) / 1024 ** 2:.1f} MiB"
-    with sessions() as session:
-        info["jobs"] = str(session.scalar(select(func.count()).select_from(Job)))
-        info["running jobs"] = str(session.scalar(select(func.count()).where(Job.status == JobStatus.RUNNING)))
-        info["chains"] = str(session.scalar(select(func.count()).select_from(Chain)))
-        info["training runs"] = str(session.scalar(select(func.count()).select_from(TrainingRun)))
-    owner = dispatcher_pid(home)
+def _database(queue: JobQueue) -> dict[str, str]:
+    summary = database_summary(queue.sessions, queue.url)
+    info = {"url": summary.url, "backend": summary.backend}
+    if summary.size_mib is not None:
+        info["size"] = f"{summary.size_mib:.1f} MiB"
+    info.update({"jobs": str(summary.jobs), "running jobs": str(summary.running_jobs), "chains": str(summary.chains),
+                 "training runs": str(summary.training_runs)})
+    owner = dispatcher_pid(queue.home)
     info["dispatcher"] = f"pid {owner}" if owner else "not running (jobs wait until the app or a CLI command runs the queue)"
     return info
 
 
-def system_report(sessions: sessionmaker[Session], url: str, home: Path) -> SystemReport:
+def system_report(queue: JobQueue) -> SystemReport:
+    """GPUs (their processes mapped to our jobs), CPU, RAM, the data directory's disk and the database."""
     status = list_gpus()
-    with sessions() as session:
-        running = {pid: job_id for job_id, pid in session.execute(
-            select(Job.id, Job.pid).where(Job.status == JobStatus.RUNNING, Job.pid.is_not(None)))}
+    running = running_job_pids(queue.sessions)
+    home = queue.home
     memory, disk = psutil.virtual_memory(), shutil.disk_usage(home)
     load = os.getloadavg()
     return SystemReport(
@@ -106,4 +99,4 @@ def system_report(sessions: sessionmaker[Session], url: str, home: Path) -> Syst
                 "usage": f"{memory.percent:.0f}%"},
         disk={"data directory": str(home), "free": _gib(disk.free), "total": _gib(disk.total),
               "usage": f"{disk.used / disk.total:.0%}"},
-        database=_database(sessions, url, home))
+        database=_database(queue))

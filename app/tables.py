@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from app.chain_browser import ChainView
-from app.job_views import JobRow, TrainingMonitor, format_duration
 from app.system_info import GpuRow
 from core.data.questions import ImportReport, Question
+from core.stages import CHAIN_STAGES
+from jobs.views import ChainView, JobRow, LossPoint, TrainingMonitor
+from jobs.durations import format_duration
 
 PREVIEW_ROWS = 200
 QUESTION_COLUMNS = ["id", "kind", "category", "question"]
@@ -30,17 +31,21 @@ def rejected_table(report: ImportReport) -> pd.DataFrame:
     return pd.DataFrame([[r.row, r.reason] for r in report.rejected], columns=REJECTED_COLUMNS)
 
 
+def _chain_row(view: ChainView) -> list:
+    r = view.record
+    return [view.id, r.id, r.shape.value, "yes" if r.flagged else "", r.kind.value if r.kind else "", r.category,
+            r.question, *(r.stage_text(stage) or "" for stage in CHAIN_STAGES),
+            r.last_verdict.value if r.last_verdict else "", "yes" if r.edited else ""]
+
+
 def chains_table(views: list[ChainView]) -> pd.DataFrame:
-    rows = [[v.id, v.chain_id, v.shape, "yes" if v.flagged else "", v.kind, v.category, v.question,
-             v.stages["analysis"], v.stages["guidance"], v.stages["answer"], v.verdict, "yes" if v.edited else ""]
-            for v in views]
-    return pd.DataFrame(rows, columns=CHAIN_COLUMNS)
+    return pd.DataFrame([_chain_row(v) for v in views], columns=CHAIN_COLUMNS)
 
 
 def jobs_table(rows: list[JobRow]) -> pd.DataFrame:
-    data = [[r.id, r.kind + (f" (retry of {r.retry_of})" if r.retry_of else ""), r.status, f"{r.progress:.0%}",
-             format_duration(r.duration_seconds), r.devices, r.created.strftime("%Y-%m-%d %H:%M:%S"), r.message]
-            for r in rows]
+    data = [[r.id, r.kind.value + (f" (retry of {r.retry_of})" if r.retry_of else ""), r.status.value,
+             f"{r.progress:.0%}", format_duration(r.duration_seconds), r.devices,
+             r.created.strftime("%Y-%m-%d %H:%M:%S"), r.note] for r in rows]
     return pd.DataFrame(data, columns=JOB_COLUMNS)
 
 
@@ -55,6 +60,11 @@ def metric_frames(monitor: TrainingMonitor) -> tuple[pd.DataFrame, pd.DataFrame]
     pairs = [(s, lr) for s, lr in zip(monitor.steps, monitor.learning_rates) if lr is not None]
     rate = pd.DataFrame(pairs, columns=["step", "learning rate"])
     return loss, rate
+
+
+def loss_curves_table(points: list[LossPoint]) -> pd.DataFrame:
+    """Long-format (run, step, loss) rows: one coloured line per run."""
+    return pd.DataFrame([[p.run, p.step, p.loss] for p in points], columns=["run", "step", "loss"])
 
 
 def key_values(values: dict[str, str]) -> pd.DataFrame:

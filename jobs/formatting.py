@@ -9,27 +9,13 @@ from typing import Any
 
 import yaml
 
+from jobs.durations import duration_seconds, format_duration
 from jobs.queries import job_detail
 from jobs.queue import JobQueue
 from jobs.records import Job, JobStatus, utcnow
 
 #: Statuses whose error (not the worker's last message) is the useful note in a job table.
 ENDED_BADLY = (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED)
-
-
-def duration_seconds(job: Job) -> float | None:
-    """Seconds the job has run (until now while it runs); None before it starts."""
-    if job.started_at is None:
-        return None
-    return ((job.finished_at or utcnow()) - job.started_at).total_seconds()
-
-
-def format_duration(seconds: float | None) -> str:
-    """H:MM:SS, or '-' when there is no duration yet."""
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def first_line(text: str | None, width: int = 80) -> str:

@@ -15,31 +15,13 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Enum, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# The enums live in jobs.kinds (no SQLAlchemy, so the app can use them); re-exported for jobs/.
+from jobs.kinds import JobKind, JobStatus  # noqa: F401
+
 
 def utcnow() -> datetime:
     """Naive UTC now: SQLite drops time zones, so every stored time is UTC without one."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-class JobKind(str, enum.Enum):
-    GENERATE = "generate"
-    TRAIN = "train"
-    EVALUATE = "evaluate"
-    PIPELINE = "pipeline"
-
-
-class JobStatus(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def finished(self) -> bool:
-        """Whether the job will not run again by itself (interrupted waits for a retry)."""
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED)
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:

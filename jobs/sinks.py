@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.data.chain_record import ChainRecord
 from core.data.chain_store import JsonlChainSink
 from jobs.records import Chain
 from jobs.results import chain_records, upsert
@@ -27,8 +28,10 @@ class DatabaseChainSink:
             return set(session.scalars(select(Chain.chain_id).where(Chain.dataset_id == self.dataset_id)))
 
     def write(self, record: dict[str, Any]) -> None:
-        values = {"dataset_id": self.dataset_id, "chain_id": str(record["id"]), "shape": record.get("shape"),
-                  "flagged": bool(record.get("flagged")), "dropped": bool(record.get("dropped")), "record": record}
+        """Store the record as generation wrote it; the filter columns come from its typed form."""
+        chain = ChainRecord.from_dict(record, f"generated chain {record.get('id')!r}")
+        values = {"dataset_id": self.dataset_id, "chain_id": chain.id, "shape": chain.shape.value,
+                  "flagged": chain.flagged, "dropped": chain.dropped, "record": record}
         with self.sessions.begin() as session:
             upsert(session, Chain, values, ["dataset_id", "chain_id"])  # a repeat keeps the first copy
 

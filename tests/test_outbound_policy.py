@@ -99,7 +99,7 @@ def http_judge(url: str, key_env: str | None) -> dict:
 
 
 def evaluate(services: Services, judge: dict) -> int:
-    return services.launch_evaluation(["base:tiny-model"], [], {"limit": 1}, [judge])
+    return services.evaluation.launch_evaluation(["base:tiny-model"], [], {"limit": 1}, [judge])
 
 
 def run_stored_judges(services: Services, job_id: int) -> None:

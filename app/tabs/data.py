@@ -5,16 +5,16 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from app.chain_browser import ANY, ChainFilter
+from app.chain_browser import ANY, FlagChoice, chain_filter
 from app.errors import user_facing
 from app.services import Services
 from app.tables import chains_table, questions_table, rejected_table
 from core.config import FlaggedPolicy
 from core.data.questions import QuestionKind
-from core.stages import ChainShape
-from jobs.records import JobKind
+from core.stages import CHAIN_STAGES, ChainShape, Stage
+from jobs.kinds import JobKind
 
-FLAG_CHOICES = [ANY, "flagged", "not flagged"]
+FLAG_CHOICES = [c.value for c in FlagChoice]
 IMPORT_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet"]
 #: row id, chain id, shape, flagged, kind, category, question, analysis, guidance, answer, verdict, edited
 CHAIN_COLUMN_WIDTHS = ["56px", "90px", "120px", "64px", "72px", "90px", "200px", "260px", "260px", "260px", "72px", "60px"]
@@ -65,7 +65,7 @@ class DataActions:
         if not rows:
             return "No generation yet: pick a question set and press **Generate chains**."
         job = rows[0]
-        return f"Latest generation: job {job.id} **{job.status}** ({job.progress:.0%}) {job.message}"
+        return f"Latest generation: job {job.id} **{job.status.value}** ({job.progress:.0%}) {job.note}"
 
     def dataset_choices(self) -> dict:
         """The dataset list only: a timer must not set the value (its input may be older than a pick)."""
@@ -81,30 +81,32 @@ class DataActions:
     def browse_chains(self, dataset: int | None, shape: str, flag: str, category: str, kind: str) -> tuple:
         if dataset is None:
             return chains_table([]), gr.update(), gr.update()
-        views = self.services.chains(int(dataset), ChainFilter(shape, flag, category, kind))
+        views = self.services.chains(int(dataset), chain_filter(shape, flag, category, kind))
         facets = self.services.chain_facets(int(dataset))
-        return (chains_table(views), gr.update(choices=[ANY, *facets["category"]]),
-                gr.update(choices=[ANY, *sorted({*facets["kind"], *(k.value for k in QuestionKind)})]))
+        kinds = sorted({k.value for k in (*facets.kinds, *QuestionKind)})
+        return chains_table(views), gr.update(choices=[ANY, *facets.categories]), gr.update(choices=[ANY, *kinds])
 
     @user_facing
     def show_chain(self, chain: float | None) -> tuple[str, str, str, str]:
         if not chain:
             return "", "", "", ""
-        view = self.services.chain(_chain_id(chain))
-        flag = " · **flagged**" if view.flagged else ""
-        head = f"**{view.chain_id}** · {view.shape}{flag} · verdict {view.verdict or '-'}\n\n> {view.question}"
-        return head, view.stages["analysis"], view.stages["guidance"], view.stages["answer"]
+        record = self.services.chain(_chain_id(chain)).record
+        flag = " · **flagged**" if record.flagged else ""
+        verdict = record.last_verdict.value if record.last_verdict else "-"
+        head = f"**{record.id}** · {record.shape.value}{flag} · verdict {verdict}\n\n> {record.question}"
+        return head, *(record.stage_text(stage) or "" for stage in CHAIN_STAGES)
 
     @user_facing
     def flag_chain(self, chain: float | None) -> None:
         view = self.services.chain(_chain_id(chain))
-        self.services.flag_chain(view.id, not view.flagged)
-        gr.Info(f"Chain {view.chain_id} {'unflagged' if view.flagged else 'flagged'}.")
+        self.services.flag_chain(view.id, not view.record.flagged)
+        gr.Info(f"Chain {view.record.id} {'unflagged' if view.record.flagged else 'flagged'}.")
 
     @user_facing
     def edit_chain(self, chain: float | None, analysis: str, guidance: str, answer: str) -> None:
-        view = self.services.edit_chain(_chain_id(chain), {"analysis": analysis, "guidance": guidance, "answer": answer})
-        gr.Info(f"Chain {view.chain_id} saved ({view.shape}).")
+        texts = {Stage.ANALYSIS: analysis, Stage.GUIDANCE: guidance, Stage.ANSWER: answer}
+        record = self.services.edit_chain(_chain_id(chain), texts).record
+        gr.Info(f"Chain {record.id} saved ({record.shape.value}).")
 
     @user_facing
     def delete_chain(self, chain: float | None) -> None:

@@ -7,19 +7,22 @@ import gradio as gr
 import pandas as pd
 
 from app.errors import user_facing
+from app.evaluation_services import JOB_PREFIX, EvaluationServices
 from app.services import Services
+from app.tables import loss_curves_table
 
 JUDGES = ["heuristic refusal detector", "local LLM judge", "HTTP LLM judge", "local LLM judge, verdict first (small models)"]
 
 
 class EvaluateActions:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: EvaluationServices) -> None:
         self.services = services
 
     def choices(self) -> tuple[dict, dict, dict, dict]:
-        runs = [(label, spec) for label, spec in self.services.evaluation_subjects() if spec.startswith("job:")]
-        return (gr.update(choices=self.services.evaluation_subjects()), gr.update(choices=self.services.evaluation_sets()),
-                self.job_choices(), gr.update(choices=[(label, int(spec[4:])) for label, spec in runs]))
+        subjects = self.services.evaluation_subjects()
+        runs = [(label, int(spec[len(JOB_PREFIX):])) for label, spec in subjects if spec.startswith(JOB_PREFIX)]
+        return (gr.update(choices=subjects), gr.update(choices=self.services.evaluation_sets()),
+                self.job_choices(), gr.update(choices=runs))
 
     def job_choices(self) -> dict:
         """Evaluate jobs labelled with their status now; no value, so a timer never undoes a pick."""
@@ -55,11 +58,12 @@ class EvaluateActions:
     def result(self, job: int | None, current_judge: str | None = None) -> tuple[str, list[tuple[str, str]], dict]:
         if job is None:
             return "No evaluation picked yet.", [], gr.update(choices=[])
-        result = self.services.evaluation_result(int(job))
-        head = f"**Job {result.job_id} {result.status.value}** — {result.message}\n\n"
-        keep = current_judge if current_judge in result.judges else (result.judges[0] if result.judges else None)
-        judges = gr.update(choices=result.judges, value=keep)
-        return head + (result.markdown or "The report appears here when the job has finished."), result.charts, judges
+        report = self.services.evaluation_report(int(job))
+        head = f"**Job {report.job_id} {report.status.value}** — {report.message}\n\n"
+        keep = current_judge if current_judge in report.judges else (report.judges[0] if report.judges else None)
+        judges = gr.update(choices=list(report.judges), value=keep)
+        charts = [(chart.path, chart.caption) for chart in report.charts]
+        return head + (report.markdown or "The report appears here when the job has finished."), charts, judges
 
     @user_facing
     def samples(self, job: int | None, judge: str | None) -> pd.DataFrame:
@@ -68,12 +72,12 @@ class EvaluateActions:
 
     @user_facing
     def compare(self, jobs: list[int]) -> tuple[pd.DataFrame, str]:
-        rows, diff = self.services.compare_runs([int(j) for j in jobs or []])
-        return pd.DataFrame(rows or {"run": [], "step": [], "loss": []}), diff
+        points, diff = self.services.compare_runs([int(j) for j in jobs or []])
+        return loss_curves_table(points), diff
 
 
 def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None:
-    actions = EvaluateActions(services)
+    actions = EvaluateActions(services.evaluation)
     with gr.Row():
         subjects = gr.Dropdown(multiselect=True, label="Models to evaluate", elem_id="eval-subjects", scale=2)
         sets = gr.Dropdown(multiselect=True, label="Question sets (empty: the bundled eval sets)", elem_id="eval-sets", scale=2)

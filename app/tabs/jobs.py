@@ -7,10 +7,10 @@ import gradio as gr
 import pandas as pd
 
 from app.errors import user_facing
-from app.job_views import JobSort
 from app.services import Services
 from app.tables import jobs_table
-from jobs.records import JobKind, JobStatus
+from jobs.kinds import JobKind, JobStatus
+from jobs.views import JobSort
 
 ANY = "any"
 

@@ -21,7 +21,7 @@ from app.train_form import (
     form_values,
     with_named_parameters,
 )
-from jobs.records import JobStatus
+from jobs.kinds import JobStatus
 
 DEFAULT_PRESET = "quick"
 DEFAULT_CONFIG_NAME = "my-run"
@@ -70,7 +70,7 @@ class TrainActions:
 
     def run_choices(self) -> dict:
         """The run list only: a timer must not set the value (its input may be older than a launch)."""
-        return gr.update(choices=[(f"job {j.id} · {j.config.get('mote', {}).get('method', '?')} · {j.status.value}", j.id)
+        return gr.update(choices=[(f"job {j.id} · {j.training_method} · {j.status.value}", j.id)
                                   for j in self.services.training_jobs()])
 
     def runs(self, current: int | None = None) -> dict:

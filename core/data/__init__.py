@@ -1,4 +1,5 @@
-"""Data the method consumes: chain records and their JSONL files, question sets and their
+"""Data the method consumes: generated chain records (ChainRecord: stages, attempts, verdicts,
+curation) and the chains training reads with their JSONL files, question sets and their
 readers, train/eval leakage checks, and the training dataset (token ids, labels, stage ids,
 step-skip masks).
 

@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 import launch
-from app.chain_browser import ChainFilter
-from app.job_views import JobSort, log_tail
+from app.chain_browser import chain_filter
 from app.launcher import ServeOptions
 from app.services import Services
 from app.system_info import system_report
@@ -26,11 +25,15 @@ from app.train_form import (
 from cli.options import mote_config
 from core.data.chains import load_chains_jsonl
 from core.config import MoteConfig, load_preset, preset_names
+from core.data.questions import QuestionKind
+from core.stages import ChainShape, Stage
 from jobs.gpus import GpuInfo, GpuProcess, GpuStatus
 from jobs.lifecycle import new_job
+from jobs.logs import log_tail
 from jobs.queue import JobQueue
 from jobs.records import Chain, ChainDataset, Job, JobKind, JobStatus, TrainingRun
 from jobs.specs import JobConfigError
+from jobs.views import ChainFacets, ChainFilter, JobSort
 from tests.app.conftest import chain_record, write_questions_csv
 
 
@@ -44,7 +47,7 @@ def services(tmp_path) -> Services:
 @pytest.fixture
 def dataset(services) -> int:
     """A stored chain dataset of five chains: every shape, flagged and not, two kinds and categories."""
-    with services.sessions.begin() as session:
+    with services.queue.sessions.begin() as session:
         job = new_job(session, services.home, JobKind.GENERATE, {})
         row = ChainDataset(name="demo set", job_id=job.id, path=str(services.home / "runs" / "demo"))
         session.add(row)
@@ -101,15 +104,16 @@ def test_generation_of_an_unknown_set_names_the_known_ones(services):
 # ---- chain browser ---------------------------------------------------------------------------
 
 def test_chain_filters_by_shape_flag_category_and_kind(services, dataset):
-    ids = lambda **f: [v.chain_id for v in services.chains(dataset, ChainFilter(**f))]
+    ids = lambda **f: [v.record.id for v in services.chains(dataset, ChainFilter(**f))]
     assert ids() == ["c1", "c2", "c3", "c4", "c5"]
-    assert ids(shape="answer") == ["c1", "c4"]
-    assert ids(flag="flagged") == ["c2"] and ids(flag="not flagged") == ["c1", "c3", "c4", "c5"]
-    assert ids(category="pets") == ["c5"] and ids(kind="helpful") == ["c4"]
-    assert ids(shape="analysis->answer", kind="harmful") == ["c2"]
-    assert services.chain_facets(dataset) == {"category": ["cooking", "crime", "pets"], "kind": ["benign", "harmful", "helpful"]}
-    full = next(v for v in services.chains(dataset) if v.chain_id == "c3")
-    assert full.stages == {"analysis": "analysis of c3", "guidance": "guidance of c3", "answer": "answer of c3"}
+    assert ids(shape=ChainShape.ANSWER_ONLY) == ["c1", "c4"]
+    assert ids(flagged=True) == ["c2"] and ids(flagged=False) == ["c1", "c3", "c4", "c5"]
+    assert ids(category="pets") == ["c5"] and ids(kind=QuestionKind.HELPFUL) == ["c4"]
+    assert ids(shape=ChainShape.ANALYSIS_ANSWER, kind=QuestionKind.HARMFUL) == ["c2"]
+    assert services.chain_facets(dataset) == ChainFacets(("cooking", "crime", "pets"), tuple(sorted(QuestionKind)))
+    full = next(v.record for v in services.chains(dataset) if v.record.id == "c3")
+    assert [full.analysis, full.guidance, full.answer] == ["analysis of c3", "guidance of c3", "answer of c3"]
+    assert full.kind is QuestionKind.HARMFUL and full.last_verdict.value == "safe"
     summary = services.chain_datasets()[0]
     assert (summary.kept, summary.flagged, summary.dropped) == (5, 1, 0)
 
@@ -118,11 +122,12 @@ def test_flag_edit_and_delete_change_what_training_reads(services, dataset):
     from jobs.results import chain_records
 
     first = services.chains(dataset)[0]
-    assert services.flag_chain(first.id, True).flagged
-    edited = services.edit_chain(first.id, {"analysis": "it asks for harm", "answer": "I can't help with that."})
-    assert edited.shape == "analysis->answer" and edited.edited and edited.stages["analysis"] == "it asks for harm"
+    assert services.flag_chain(first.id, True).record.flagged
+    edited = services.edit_chain(first.id, {Stage.ANALYSIS: "it asks for harm", Stage.ANSWER: "I can't help with that."})
+    record = edited.record
+    assert record.shape is ChainShape.ANALYSIS_ANSWER and record.edited and record.analysis == "it asks for harm"
     services.delete_chain(services.chains(dataset)[1].id)
-    with services.sessions() as session:
+    with services.queue.sessions() as session:
         kept = chain_records(session, dataset)
     assert [r["id"] for r in kept] == ["c1", "c3", "c4", "c5"]
     assert kept[0]["answer"] == "I can't help with that." and kept[0]["flagged"] is True
@@ -130,14 +135,22 @@ def test_flag_edit_and_delete_change_what_training_reads(services, dataset):
 
 
 def test_an_edit_that_breaks_the_chain_is_refused_and_nothing_changes(services, dataset):
-    chain = services.chains(dataset, ChainFilter(shape="analysis->guidance->answer"))[0]
-    with pytest.raises(ValueError, match="no answer stage"):
-        services.edit_chain(chain.id, {"answer": "  "})
+    chain = services.chains(dataset, ChainFilter(shape=ChainShape.FULL))[0]
+    with pytest.raises(ValueError, match="no answer stage.*Fill in the Safe Answer"):
+        services.edit_chain(chain.id, {Stage.ANSWER: "  "})
     with pytest.raises(ValueError, match="not a valid chain"):
-        services.edit_chain(chain.id, {"analysis": ""})
-    assert services.chain(chain.id).stages == chain.stages
+        services.edit_chain(chain.id, {Stage.ANALYSIS: ""})
+    assert services.chain(chain.id) == chain
     with pytest.raises(LookupError, match="no chain 999"):
         services.flag_chain(999, True)
+
+
+def test_the_browser_menus_become_a_typed_filter_and_unknown_words_are_named():
+    assert chain_filter("any", "any", "any", "any") == ChainFilter()
+    assert chain_filter("answer", "not flagged", "pets", "benign") == ChainFilter(
+        ChainShape.ANSWER_ONLY, False, "pets", QuestionKind.BENIGN)
+    with pytest.raises(ValueError, match="'spiral' is not a chain shape: use 'any' or one of answer"):
+        chain_filter(shape="spiral")
 
 
 def test_export_writes_the_kept_chains_as_trainable_jsonl(services, dataset):
@@ -250,7 +263,7 @@ def test_launch_training_checks_the_source_and_new_run_from_reads_it_back(servic
 # ---- jobs --------------------------------------------------------------------------------------
 
 def test_job_rows_filter_and_sort(services):
-    with services.sessions.begin() as session:
+    with services.queue.sessions.begin() as session:
         rows = [new_job(session, services.home, kind, {}) for kind in (JobKind.TRAIN, JobKind.GENERATE, JobKind.TRAIN)]
         rows[0].status, rows[1].status = JobStatus.SUCCEEDED, JobStatus.RUNNING
         from datetime import timedelta
@@ -293,13 +306,13 @@ def test_cancel_and_retry_go_through_the_queue(services):
 def test_system_report_maps_gpu_processes_to_jobs(services, monkeypatch):
     import os
 
-    with services.sessions.begin() as session:
+    with services.queue.sessions.begin() as session:
         job = new_job(session, services.home, JobKind.TRAIN, {})
         job.status, job.pid = JobStatus.RUNNING, os.getpid()
         job_id = job.id
     gpu = GpuInfo(0, "Test GPU", 80000.0, 1000.0, 37.0, 55.0, (GpuProcess(os.getpid(), 900.0), GpuProcess(999999, 10.0)))
     monkeypatch.setattr("app.system_info.list_gpus", lambda: GpuStatus([gpu], "1 GPU found: 0: Test GPU"))
-    report = system_report(services.sessions, services.queue.url, services.home)
+    report = system_report(services.queue)
     assert report.no_gpu_note == "" and report.gpus[0].memory == "1000 / 80000 MiB"
     assert f"{os.getpid()} (job {job_id}, 900 MiB)" in report.gpus[0].processes and "999999 (not ours" in report.gpus[0].processes
     monkeypatch.setattr("app.system_info.list_gpus", lambda: GpuStatus([], "no GPU found, using CPU", "no driver"))
@@ -310,7 +323,7 @@ def test_system_report_maps_gpu_processes_to_jobs(services, monkeypatch):
 
 
 def test_chat_subjects_are_base_models_then_exported_runs(services):
-    with services.sessions.begin() as session:
+    with services.queue.sessions.begin() as session:
         job = new_job(session, services.home, JobKind.TRAIN, {})
         session.add_all([TrainingRun(job_id=job.id, run_dir="/runs/a", method="mote", base_model="/models/tiny",
                                      export_path="/runs/a/export"),
@@ -326,12 +339,12 @@ def test_evaluate_job_list_shows_each_jobs_status_now(services):
     """The Evaluate tab's job list is refreshed by a timer: its labels follow the stored status."""
     from app.tabs.evaluate import EvaluateActions
 
-    with services.sessions.begin() as session:
+    with services.queue.sessions.begin() as session:
         job_id = new_job(session, services.home, JobKind.EVALUATE, {}).id
-    actions = EvaluateActions(services)
+    actions = EvaluateActions(services.evaluation)
     assert actions.job_choices()["choices"] == [(f"job {job_id} · queued", job_id)]
     assert "value" not in actions.job_choices()  # a timer tick must not undo the user's pick
-    with services.sessions.begin() as session:
+    with services.queue.sessions.begin() as session:
         session.get(Job, job_id).status = JobStatus.SUCCEEDED
     assert actions.job_choices()["choices"] == [(f"job {job_id} · succeeded", job_id)]
 
