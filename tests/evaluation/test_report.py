@@ -126,7 +126,7 @@ def test_write_report_from_real_metrics_writes_readable_files(tmp_path):
     metrics = compute_metrics(answers, verdicts, judges, resamples=100)
     comparison = build_comparison({"MoTE": metrics})
     paths = write_report(comparison, build_drilldown({"MoTE": answers}, {"MoTE": verdicts}), tmp_path / "r")
-    assert sorted(paths) == ["comparison.csv", "comparison.json", "comparison.md", "per_category.csv",
+    assert sorted(paths) == ["comparison.csv", "comparison.json", "comparison.md", "differences.csv", "per_category.csv",
                              "samples.csv", "samples.jsonl"]
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
     with paths["comparison.csv"].open(encoding="utf-8", newline="") as handle:
