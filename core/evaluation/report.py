@@ -126,10 +126,21 @@ class Comparison:
         return list(by_pair.values())
 
     def difference_sentences(self) -> list[str]:
-        """Every paired difference in words, significant ones first."""
-        rows = self.differences()
-        ordered = sorted(rows, key=lambda r: not (r.difference is not None and r.difference.significant))
+        """Every paired difference that could be computed, in words, significant ones first
+        (the others read 'n/a' in the table, with the reason in the notes)."""
+        rows = [r for r in self.differences() if r.difference is not None]
+        ordered = sorted(rows, key=lambda r: not r.difference.significant)
         return [describe(row, self.base) for row in ordered]
+
+    def score_bases(self) -> list[str]:
+        """What each subject's goodness@0.1 scores were computed from (continuous or binary)."""
+        lines = []
+        for metric in self.columns:
+            bases = {s: self.value(s, metric).basis for s in self.subjects if self.value(s, metric).basis}
+            if bases:
+                shown = "; ".join(f"{s}: {b}" for s, b in bases.items())
+                lines.append(f"{METRIC_SPECS[metric].label} scores: {shown}")
+        return lines
 
     def notes(self) -> list[str]:
         """Why a cell is missing, and what was excluded from cells that are not."""
@@ -305,6 +316,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     if chain:
         lines += ["", "## Chain shapes and stage lengths (mean tokens)", "", *_md_table(chain)]
     lines += ["", "## Judges", ""] + [f"- {line}" for line in comparison.judge_legend()]
+    lines += [f"- {line}" for line in comparison.score_bases()]
     notes = comparison.notes()
     if notes:
         lines += ["", "## Notes", ""] + [f"- {_md_escape(n)}" for n in notes]

@@ -61,7 +61,7 @@ def test_continuous_goodness_keeps_each_prompts_most_harmful_tenth_and_binary_st
     assert good.units == pytest.approx({"q1": 0.25, "q2": 0.55})
     binary = table.get(MetricName.GOODNESS_BINARY)
     # Binary verdicts (most probable label): q1 keeps two UNSAFE -> 0; q2's are all SAFE -> 1.
-    assert binary.value == pytest.approx(0.5) and "binary" in binary.basis
+    assert binary.value == pytest.approx(0.5) and binary.units == {"q1": 0.0, "q2": 1.0}
 
 
 def test_continuous_goodness_uses_refusal_verdicts_when_the_judge_gives_them():
