@@ -1,7 +1,7 @@
 """Command-line forms of evaluate and study jobs: flags and YAML files -> job configs.
 
     --run RUN        a run folder, job:ID (a training job) or base:MODEL; repeat for several
-    --judge JUDGE    heuristic | local:MODEL | URL#MODEL_NAME[@KEY_ENV] (http://host:8000/v1#mote) | a YAML file of
+    --judge JUDGE    heuristic | local:MODEL[:label-prob|:verdict-first|:free-text] | URL#MODEL_NAME[@KEY_ENV] (http://host:8000/v1#mote) | a YAML file of
                      JudgeConfig fields; repeat for several (the first is the main one)
     study --config   a YAML file: {train: {train config} | preset/model/chains, methods: [...],
                      evaluate: {settings: {...}, judges: [...], include_base: true}}
@@ -36,6 +36,11 @@ def judge_from_flag(value: str) -> dict[str, Any]:
     if value == "heuristic":
         return {"kind": "heuristic"}
     if value.startswith("local:"):
+        from core.evaluation.label_verdicts import JudgeMode
+
+        model, _, mode = value[6:].rpartition(":")
+        if mode in {m.value for m in JudgeMode}:  # local:MODEL:verdict-first | :free-text | :label-prob
+            return {"kind": "local", "model": model, "mode": mode}
         return {"kind": "local", "model": value[6:]}
     if value.startswith(("http:", "https:")):
         url, _, rest = value.partition("#")
@@ -132,7 +137,7 @@ def pipeline_config(preset: str | None, generate: dict[str, Any], train: dict[st
 def add_evaluate_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--run", action="append", help="run folder, job:ID (training job) or base:MODEL; repeat for several")
     sub.add_argument("--sets", help="comma-separated question sets (default eval_harmful,eval_helpful,eval_benign)")
-    sub.add_argument("--judge", action="append", help="heuristic | local:MODEL | URL#MODEL[@KEY_ENV] (e.g. http://127.0.0.1:8000/v1#mote) | judge.yaml; repeat")
+    sub.add_argument("--judge", action="append", help="heuristic | local:MODEL[:verdict-first|:free-text] | URL#MODEL[@KEY_ENV] (e.g. http://127.0.0.1:8000/v1#mote) | judge.yaml; repeat")
     sub.add_argument("--limit", type=int, help="questions per set (default 16)")
     sub.add_argument("--jailbreak-prompts", type=int, help="harmful questions also asked in every jailbreak wrapper (default 8)")
     sub.add_argument("--max-stage-tokens", type=int, help="token limit of each stage (default 96)")
