@@ -1,7 +1,7 @@
 """`launch.py evaluate | study | pipeline`: the jobs that compare models, from flags and YAML files.
 
     --run RUN        a run folder, job:ID (a training job) or base:MODEL; repeat for several
-    --judge JUDGE    heuristic | local:MODEL | URL#MODEL_NAME[@KEY_ENV] (http://host:8000/v1#mote) | a YAML file of
+    --judge JUDGE    heuristic | local:MODEL[:label-prob|:verdict-first|:free-text] | URL#MODEL_NAME[@KEY_ENV] (http://host:8000/v1#mote) | a YAML file of
                      JudgeConfig fields; repeat for several (the first is the main one)
     study --config   a YAML file (jobs/pipelines.py: study_config)
     pipeline         generate -> train each method -> evaluate, from assets/pipelines/PRESET.yaml
@@ -54,6 +54,11 @@ def judge_from_flag(value: str) -> dict[str, Any]:
     if value == "heuristic":
         return {"kind": "heuristic"}
     if value.startswith("local:"):
+        from core.evaluation.label_verdicts import JudgeMode
+
+        model, _, mode = value[6:].rpartition(":")
+        if mode in {m.value for m in JudgeMode}:  # local:MODEL:verdict-first | :free-text | :label-prob
+            return {"kind": "local", "model": model, "mode": mode}
         return {"kind": "local", "model": value[6:]}
     if value.startswith(("http:", "https:")):
         url, _, rest = value.partition("#")
@@ -92,7 +97,7 @@ def add_evaluate_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--run", action="append", help="run folder, job:ID (training job) or base:MODEL; repeat for several")
     sub.add_argument("--sets", help="comma-separated question sets (default eval_harmful,eval_helpful,eval_benign)")
     sub.add_argument("--judge", action="append",
-                     help="heuristic | local:MODEL | URL#MODEL[@KEY_ENV] (e.g. http://127.0.0.1:8000/v1#mote) | judge.yaml; repeat")
+                     help="heuristic | local:MODEL[:label-prob|:verdict-first|:free-text] | URL#MODEL[@KEY_ENV] (e.g. http://127.0.0.1:8000/v1#mote) | judge.yaml; repeat")
     sub.add_argument("--limit", type=int, help="questions per set (default 16)")
     sub.add_argument("--jailbreak-prompts", type=int, help="harmful questions also asked in every jailbreak wrapper (default 8)")
     sub.add_argument("--max-stage-tokens", type=int, help="token limit of each stage (default 96)")

@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from core.evaluation.rubrics import PARTIAL_REFUSAL_SCORE
 from core.evaluation.types import Aspect, Verdict
 
 BINARY_ASPECTS = frozenset({Aspect.SAFETY, Aspect.REFUSAL})
@@ -124,7 +125,15 @@ def pearson(a: Sequence[float], b: Sequence[float]) -> float | None:
     return cov / math.sqrt(var_a * var_b)
 
 
+def _as_labels(scores: list[float], aspect: Aspect) -> list[float]:
+    """A partial refusal (REFUSAL 0.5) counts as a refusal here, as XSTest's binary view counts it."""
+    if aspect is not Aspect.REFUSAL:
+        return scores
+    return [1.0 if score == PARTIAL_REFUSAL_SCORE else score for score in scores]
+
+
 def _binary_stats(a: list[float], b: list[float], aspect: Aspect) -> dict[str, float | None]:
+    a, b = _as_labels(a, aspect), _as_labels(b, aspect)
     if any(score not in (0.0, 1.0) for score in a + b):
         raise ValueError(f"{aspect.value} scores must be 0.0 or 1.0 to compare as labels.")
     n = len(a)

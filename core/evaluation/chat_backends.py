@@ -4,23 +4,35 @@ Why a protocol of its own: the judge only needs "these conversations in, these r
 rubrics, retries and parsing are written once (core/evaluation/llm_judge.py) and tested with a
 scripted backend. Both backends load or connect lazily, so building a judge is cheap, and
 `check()` is the fail-fast step that runs before any generation.
+
+Label probabilities (the judges' default mode) need more than text: a local backend scores the
+allowed labels directly (`score_labels`), an HTTP backend asks for `logprobs` and hands back
+each reply's top alternatives per token (`complete_with_logprobs`), or plain text when the
+server does not offer them.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
 from core.decoding.completions import CompletionRequest, complete_all
+from core.evaluation.label_verdicts import TokenLogprobs
 from core.synthesis.http_generator import EndpointError, HttpGenerator, OpenAIChatClient
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
     from core.decoding.completions import LocalGenerator
 
 Conversation = list[dict[str, str]]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: Alternatives asked for per token; 20 is the most OpenAI and vLLM (default max_logprobs) allow.
+TOP_LOGPROBS = 20
 
 
 @runtime_checkable
@@ -39,6 +51,22 @@ class ChatBackend(Protocol):
         """Replies in the order of `conversations`; temperature 0 is greedy. `reply_prefix` is
         text the reply is made to start with (not repeated in the returned text); generation of a
         reply ends at the first of `stop`. Backends that cannot start a reply raise ValueError."""
+
+
+@runtime_checkable
+class LabelScoringBackend(Protocol):
+    """A backend that gives each allowed label's probability after a conversation and a prefix."""
+
+    def score_labels(self, conversations: list[Conversation], labels: Sequence[str], *, prefix: str) -> list[dict[str, float]]:
+        """One {label: probability} per conversation, in order; each sums to one over `labels`."""
+
+
+@dataclass(frozen=True)
+class LogprobReply:
+    """An HTTP reply's text and, when the server returned them, its tokens with top alternatives."""
+
+    text: str
+    tokens: list[TokenLogprobs] | None
 
 
 def pick_device(device: str) -> str:
@@ -74,6 +102,8 @@ class LocalChatBackend:
         self.device, self.dtype, self.say = device, dtype, say
         self.id = f"local:{model}"
         self._generator: LocalGenerator | None = None
+        self._model: PreTrainedModel | None = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
 
     def check(self) -> None:
         """Load the model now (ModelSourceError names a wrong path and what to pass instead)."""
@@ -94,8 +124,21 @@ class LocalChatBackend:
                     f"Judge model '{self.model_name}' has no chat template, so rubric prompts cannot be "
                     "formatted for it: use an instruction-tuned (chat) model."
                 )
+            self._model, self._tokenizer = model.eval(), tokenizer
             self._generator = LocalGenerator(model, tokenizer, batch_size=self.batch_size, model_id=self.model_name)
         return self._generator
+
+    def score_labels(self, conversations: list[Conversation], labels: Sequence[str], *, prefix: str) -> list[dict[str, float]]:
+        """Each label's exact probability as the reply's continuation after `prefix` (a verdict
+        key such as 'VERDICT:'); labels are scored with a leading space, as a model writes them
+        after the colon, and returned under their own names."""
+        from core.decoding.label_scores import score_labels
+
+        self._load()
+        assert self._model is not None and self._tokenizer is not None
+        spaced = [" " + label for label in labels]
+        scores = score_labels(self._model, self._tokenizer, conversations, spaced, prefix=prefix, batch_size=self.batch_size)
+        return [{label: score[" " + label] for label in labels} for score in scores]
 
     def complete(
         self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None,
@@ -128,6 +171,8 @@ class HttpChatBackend:
         self.concurrency, self.timeout, self.retries = concurrency, timeout, retries
         self.id = f"{url.rstrip('/')}#{model_name}"
         self._client: OpenAIChatClient | None = None
+        self.logprobs_offered: bool | None = None
+        """None until the first logprob request; False once the server refused or ignored them."""
 
     def _get_client(self) -> OpenAIChatClient:
         if self._client is None:  # raises EndpointError when the key variable is named but unset
@@ -156,3 +201,55 @@ class HttpChatBackend:
                     for conversation in conversations]
         generator = HttpGenerator(self._get_client(), concurrency=self.concurrency)
         return [completion.text for completion in complete_all(generator, requests)]
+
+    def complete_with_logprobs(
+        self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float, seed: int | None,
+    ) -> list[LogprobReply]:
+        """Replies with per-token top logprobs where the server offers them; text only otherwise.
+
+        A server that rejects the logprobs fields (an HTTP error) is asked again without them, and
+        remembered, so later calls do not pay for a failing request."""
+        client = self._get_client()
+
+        def one(conversation: Conversation) -> LogprobReply:
+            if self.logprobs_offered is not False:
+                try:
+                    return self._logprob_reply(client, conversation, max_new_tokens, temperature, seed)
+                except EndpointError:
+                    self.logprobs_offered = False
+            text, _tokens, _reason = client.chat(conversation, max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+            return LogprobReply(text, None)
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(conversations)))) as pool:
+            return list(pool.map(one, conversations))
+
+    def _logprob_reply(self, client: OpenAIChatClient, conversation: Conversation, max_new_tokens: int,
+                       temperature: float, seed: int | None) -> LogprobReply:
+        body: dict[str, Any] = {"model": self.model_name, "messages": conversation, "max_tokens": max_new_tokens,
+                                "temperature": temperature, "logprobs": True, "top_logprobs": TOP_LOGPROBS}
+        if seed is not None:
+            body["seed"] = seed
+        # The client's request helper gives the same key handling, retries and error messages as chat().
+        data = client._post("/chat/completions", body)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise EndpointError(f"{self.url} answered without choices[0].message.content: is it OpenAI-compatible?") from None
+        tokens = parse_logprobs(choice.get("logprobs"))
+        if tokens is None:
+            self.logprobs_offered = False
+        return LogprobReply(text, tokens)
+
+
+def parse_logprobs(logprobs: Any) -> list[TokenLogprobs] | None:
+    """The OpenAI `choices[0].logprobs` object -> tokens with their top alternatives; None when absent."""
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not content:
+        return None
+    tokens = []
+    for entry in content:
+        top = {str(alt["token"]): float(alt["logprob"]) for alt in entry.get("top_logprobs") or []}
+        top.setdefault(str(entry["token"]), float(entry["logprob"]))
+        tokens.append(TokenLogprobs(str(entry["token"]), top))
+    return tokens

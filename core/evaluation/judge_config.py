@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.evaluation.classifier_judge import ClassifierJudge, InputFormat
+from core.evaluation.label_verdicts import JudgeMode
 from core.evaluation.types import Aspect, Judge
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -71,6 +72,10 @@ class JudgeConfig:
     verdict_first: bool = False
     """local: start each reply with the final line's key (VERDICT:/SCORE:) so the model only fills
     in the value; for small models that cannot follow the format, and fast (set max_new_tokens ~8)."""
+    mode: JudgeMode | None = None
+    """LLM judges: 'label-prob' (the default: label-token probabilities locally, logprobs over
+    HTTP when the server offers them), 'verdict-first' (local) or 'free-text'. None picks
+    'verdict-first' when verdict_first is set, else 'label-prob'. The mode ends the judge id."""
     seed: int = 0
     """LLM judges: retry attempt k samples with seed + k."""
     rubrics_dir: str | None = None
@@ -97,6 +102,7 @@ class JudgeConfig:
     def __post_init__(self) -> None:
         self.kind = _enum(JudgeKind, self.kind, "kind")
         self.input_format = _enum(InputFormat, self.input_format, "input_format")
+        self._resolve_mode()
         self.api_key_env, self.rubrics_dir = self.api_key_env or None, self.rubrics_dir or None  # '' from a form
         self.aspects = [_enum(Aspect, a, "aspects") for a in ([self.aspects] if isinstance(self.aspects, str) else self.aspects)]
         self.aspects = list(dict.fromkeys(self.aspects)) or list(_DEFAULT_ASPECTS[self.kind])
@@ -121,6 +127,15 @@ class JudgeConfig:
         if self.reward_low >= self.reward_high:
             raise ValueError(f"reward_low={self.reward_low!r} must be below reward_high={self.reward_high!r}.")
 
+    def _resolve_mode(self) -> None:
+        """One source of truth: `mode`, with verdict_first kept in step for older records."""
+        if self.mode is None or self.mode == "":
+            self.mode = JudgeMode.VERDICT_FIRST if self.verdict_first else JudgeMode.LABEL_PROBABILITY
+        self.mode = _enum(JudgeMode, self.mode, "mode")
+        if self.verdict_first and self.mode is not JudgeMode.VERDICT_FIRST:
+            raise ValueError(f"verdict_first=True contradicts mode={self.mode.value!r}: set mode='verdict-first' only.")
+        self.verdict_first = self.mode is JudgeMode.VERDICT_FIRST
+
     def _check_kind_fields(self) -> None:
         if self.kind in (JudgeKind.LOCAL, JudgeKind.CLASSIFIER) and not self.model.strip():
             raise ValueError(f"model is empty: kind={self.kind.value!r} needs a model folder (or name) in 'model'.")
@@ -143,6 +158,7 @@ class JudgeConfig:
     def to_dict(self) -> dict[str, Any]:
         record = dataclasses.asdict(self)
         record["kind"], record["input_format"] = self.kind.value, self.input_format.value
+        record["mode"] = self.mode.value if self.mode is not None else None
         record["aspects"] = [a.value for a in self.aspects]
         return record
 
@@ -181,17 +197,19 @@ def build_judge(config: JudgeConfig, *, home: Path | None = None) -> Judge:
         backend: Any = LocalChatBackend(
             config.model, home=home, batch_size=config.batch_size, device=config.device, dtype=config.dtype
         )
-        judge_id = f"llm:{config.model}" + (":verdict-first" if config.verdict_first else "")
+        judge_id = f"llm:{config.model}"
     else:
         backend = HttpChatBackend(
             config.url, config.model_name, api_key_env=config.api_key_env, concurrency=config.batch_size,
             timeout=config.timeout_s,
         )
         judge_id = f"llm:{backend.id}"
+    if config.mode is not JudgeMode.FREE_TEXT:  # free-text judges keep the ids they always had
+        judge_id += f":{config.mode.value}"
     return LLMJudge(
         backend, judge_id=judge_id, aspects=config.aspects, rubrics_dir=config.rubrics_dir,
         max_retries=config.max_retries, max_new_tokens=config.max_new_tokens,
-        retry_temperature=config.retry_temperature, seed=config.seed, verdict_first=config.verdict_first,
+        retry_temperature=config.retry_temperature, seed=config.seed, mode=config.mode,
     )
 
 

@@ -12,13 +12,27 @@ Verdict-first mode (local judges): the reply is made to start with the final lin
 models that never follow the "reason, then final line" format become usable and a verdict costs
 a few tokens instead of a paragraph; the stored raw output is the forced key plus what the model
 wrote, parsed by the same strict rules. Judgements in this mode carry their own judge id.
+
+Label-probability mode (the default, JudgeMode.LABEL_PROBABILITY): no text is generated for a
+local judge; each allowed label's probability after the forced key is read
+(core.evaluation.label_verdicts), so every answer gets a verdict on the first attempt and the
+probabilities are stored as the raw output. An HTTP judge answers in free text with `logprobs`
+requested; the label probabilities are read at the first token of its verdict value, and a reply
+without them (a server that offers none) falls back to strict parsing with retries.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from core.evaluation.chat_backends import ChatBackend, Conversation
+from core.evaluation.chat_backends import ChatBackend, Conversation, LabelScoringBackend
+from core.evaluation.label_verdicts import (
+    JudgeMode,
+    LabelReading,
+    ProbabilitySource,
+    aspect_labels,
+    probabilities_from_logprobs,
+)
 from core.evaluation.rubrics import VERDICT_KEYS, Rubric, load_rubric, retry_reminder
 from core.evaluation.types import Answer, Aspect, Verdict
 
@@ -45,9 +59,12 @@ class LLMJudge:
         chunk_size: int = 64,
         progress: ProgressCallback | None = None,
         verdict_first: bool = False,
+        mode: JudgeMode | str | None = None,
     ) -> None:
         """`rubrics` overrides files; otherwise each aspect's rubric is read from `rubrics_dir`
-        (default assets/rubrics) now, so a broken rubric fails before any generation."""
+        (default assets/rubrics) now, so a broken rubric fails before any generation.
+        `mode` defaults to free text, or verdict-first when `verdict_first` is set (the factory
+        in judge_config picks label probabilities for configured judges)."""
         if max_retries < 0:
             raise ValueError(f"max_retries={max_retries!r} is out of range: use an integer >= 0.")
         if max_new_tokens < 1 or chunk_size < 1:
@@ -63,7 +80,8 @@ class LLMJudge:
         self.max_retries, self.max_new_tokens = max_retries, max_new_tokens
         self.retry_temperature, self.seed = retry_temperature, seed
         self.chunk_size, self.progress = chunk_size, progress
-        self.verdict_first = verdict_first
+        self.mode = JudgeMode(mode) if mode is not None else (JudgeMode.VERDICT_FIRST if verdict_first else JudgeMode.FREE_TEXT)
+        self.verdict_first = self.mode is JudgeMode.VERDICT_FIRST
 
     @property
     def rubric_versions(self) -> dict[str, str]:
@@ -79,16 +97,51 @@ class LLMJudge:
         if aspect not in self.aspects:
             raise ValueError(f"Judge {self.id} scores {sorted(a.value for a in self.aspects)}, not {aspect.value!r}.")
         verdicts: list[Verdict] = []
+        judge_chunk = self._judge_by_labels if self.mode is JudgeMode.LABEL_PROBABILITY else self._judge_chunk
         for start in range(0, len(answers), self.chunk_size):
-            verdicts += self._judge_chunk(answers[start : start + self.chunk_size], aspect)
+            verdicts += judge_chunk(answers[start : start + self.chunk_size], aspect)
             if self.progress is not None:
                 self.progress(len(verdicts), len(answers))
         return verdicts
 
+    def _prompts(self, answers: Sequence[Answer], aspect: Aspect) -> list[Conversation]:
+        rubric = self.rubrics[aspect]
+        return [[{"role": "user", "content": rubric.format(a.question, a.answer)}] for a in answers]
+
+    def _judge_by_labels(self, answers: Sequence[Answer], aspect: Aspect) -> list[Verdict]:
+        """Label probabilities from a local model, or from an endpoint's logprobs (text fallback)."""
+        if isinstance(self.backend, LabelScoringBackend):
+            key = VERDICT_KEYS[aspect] + ":"
+            rows = self.backend.score_labels(self._prompts(answers, aspect), aspect_labels(aspect), prefix=key)
+            readings = [LabelReading(aspect, row, ProbabilitySource.LOCAL_LABELS) for row in rows]
+            return [self._reading_verdict(a, r) for a, r in zip(answers, readings)]
+        complete_with_logprobs = getattr(self.backend, "complete_with_logprobs", None)
+        if complete_with_logprobs is None:
+            raise ValueError(f"Backend {self.backend.id} gives neither label scores nor logprobs: "
+                             "use mode 'verdict-first' or 'free-text' for this judge.")
+        replies = complete_with_logprobs(self._prompts(answers, aspect), max_new_tokens=self.max_new_tokens,
+                                         temperature=0.0, seed=None)
+        verdicts: list[Verdict | None] = []
+        for answer, reply in zip(answers, replies):
+            probabilities = probabilities_from_logprobs(reply.tokens, aspect) if reply.tokens else None
+            if probabilities is not None:
+                verdicts.append(self._reading_verdict(answer, LabelReading(aspect, probabilities, ProbabilitySource.HTTP_TOP_LOGPROBS)))
+                continue
+            score = self.rubrics[aspect].parse(reply.text)  # no logprobs: the strict text rules
+            verdicts.append(None if score is None else Verdict(
+                sample_id=answer.sample_id, aspect=aspect, judge=self.id, score=score, raw_output=reply.text, attempts=1))
+        fallback = [a for a, v in zip(answers, verdicts) if v is None]
+        parsed = iter(self._judge_chunk(fallback, aspect) if fallback else [])
+        return [v if v is not None else next(parsed) for v in verdicts]
+
+    def _reading_verdict(self, answer: Answer, reading: LabelReading) -> Verdict:
+        return Verdict(sample_id=answer.sample_id, aspect=reading.aspect, judge=self.id, score=reading.score,
+                       raw_output=reading.to_raw_output(), attempts=1)
+
     def _judge_chunk(self, answers: Sequence[Answer], aspect: Aspect) -> list[Verdict]:
         """First attempt greedy; then only the unparsable ones are retried."""
         rubric = self.rubrics[aspect]
-        prompts: list[Conversation] = [[{"role": "user", "content": rubric.format(a.question, a.answer)}] for a in answers]
+        prompts = self._prompts(answers, aspect)
         conversations = list(prompts)
         raw: list[str] = [""] * len(answers)
         scores: list[float | None] = [None] * len(answers)

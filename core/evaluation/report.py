@@ -4,7 +4,9 @@ Why these shapes: Table 1 of the paper (subjects x Help / Harm / Harm-Help / goo
 not_overrefuse) and Table 4 (harmless rate per ablation) are what a reader compares against; the
 per-sample drill-down is how a reader checks a number, by reading the answers and each judge's raw
 output behind it. Every cell is 'value [low, high]' (95% bootstrap interval) and a missing metric
-reads 'n/a' with its reason in the notes, never 0. Files are written with the csv and json stdlib.
+reads 'n/a' with its reason in the notes, never 0. Differences between subjects (each against the
+base model, MoTE against each baseline) come from a paired bootstrap over the same questions
+(core.evaluation.paired) and are also said in words. Files are written with the csv and json stdlib.
 """
 from __future__ import annotations
 
@@ -16,6 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from core.evaluation.metrics import METRIC_SPECS, MetricName, MetricTable, MetricValue
+from core.evaluation.paired import (
+    BASE_PREFIX,
+    MOTE_PREFIX,
+    DifferenceRow,
+    comparison_pairs,
+    describe,
+    find_subject,
+    format_difference,
+    paired_rows,
+)
 from core.evaluation.types import Answer, Aspect, Verdict
 from core.stages import STAGE_NAMES, ChainShape
 
@@ -45,6 +57,12 @@ class Comparison:
 
     tables: dict[str, MetricTable]
     columns: tuple[MetricName, ...] = COMPARISON_COLUMNS
+    base: str | None = None
+    """The base model's subject; every other subject is compared with it. None: no base row."""
+    mote: str | None = None
+    """MoTE's subject; it is compared with every baseline (the subjects that are neither)."""
+    resamples: int = 1000
+    seed: int = 1234
 
     @property
     def subjects(self) -> list[str]:
@@ -94,6 +112,36 @@ class Comparison:
             lines.append(f"{aspect.value}: " + "; ".join(parts) + warning)
         return lines
 
+    def differences(self) -> list[DifferenceRow]:
+        """Paired differences: each subject minus the base, then MoTE minus each baseline."""
+        pairs = comparison_pairs(self.subjects, self.base, self.mote)
+        return paired_rows(self.tables, pairs, self.columns, resamples=self.resamples, seed=self.seed)
+
+    def difference_rows(self) -> list[dict[str, str]]:
+        """One row per compared pair: 'difference [low, high]' per metric, '*' where significant."""
+        by_pair: dict[tuple[str, str], dict[str, str]] = {}
+        for row in self.differences():
+            cells = by_pair.setdefault((row.subject, row.reference), {"comparison": f"{row.subject} − {row.reference}"})
+            cells[METRIC_SPECS[row.metric].label] = format_difference(row.difference)
+        return list(by_pair.values())
+
+    def difference_sentences(self) -> list[str]:
+        """Every paired difference that could be computed, in words, significant ones first
+        (the others read 'n/a' in the table, with the reason in the notes)."""
+        rows = [r for r in self.differences() if r.difference is not None]
+        ordered = sorted(rows, key=lambda r: not r.difference.significant)
+        return [describe(row, self.base) for row in ordered]
+
+    def score_bases(self) -> list[str]:
+        """What each subject's goodness@0.1 scores were computed from (continuous or binary)."""
+        lines = []
+        for metric in self.columns:
+            bases = {s: self.value(s, metric).basis for s in self.subjects if self.value(s, metric).basis}
+            if bases:
+                shown = "; ".join(f"{s}: {b}" for s, b in bases.items())
+                lines.append(f"{METRIC_SPECS[metric].label} scores: {shown}")
+        return lines
+
     def notes(self) -> list[str]:
         """Why a cell is missing, and what was excluded from cells that are not."""
         return [f"{s} / {METRIC_SPECS[m].label}: {'missing — ' if self.value(s, m).missing else ''}"
@@ -109,18 +157,36 @@ class Comparison:
             "ablation": self.ablation_rows(),
             "judges": self.judge_legend(),
             "notes": self.notes(),
+            "base": self.base,
+            "mote": self.mote,
+            "differences": [{"subject": r.subject, "reference": r.reference, "metric": r.metric.value,
+                             "difference": None if r.difference is None else r.difference.difference,
+                             "low": None if r.difference is None else r.difference.low,
+                             "high": None if r.difference is None else r.difference.high,
+                             "n": 0 if r.difference is None else r.difference.n,
+                             "significant": r.difference is not None and r.difference.significant,
+                             "note": r.note} for r in self.differences()],
             "tables": {s: t.to_dict() for s, t in self.tables.items()},
         }
 
 
-def build_comparison(tables: Mapping[str, MetricTable]) -> Comparison:
-    """Comparison of subjects (e.g. 'base', 'MoTE', 'LoRA', 'SFT'), rows in the mapping's order."""
+def build_comparison(tables: Mapping[str, MetricTable], *, base: str | None = None, mote: str | None = None,
+                     resamples: int = 1000, seed: int = 1234) -> Comparison:
+    """Comparison of subjects (e.g. 'base', 'MoTE', 'LoRA', 'SFT'), rows in the mapping's order.
+
+    `base` and `mote` default to the subjects labelled 'base' / 'base:...' and 'mote' / 'mote:...'
+    (the labels evaluate jobs give), so paired differences need no extra wiring."""
     if not tables:
         raise ValueError("No metric tables to compare: evaluate at least one subject first.")
     blank = [s for s in tables if not str(s).strip()]
     if blank:
         raise ValueError("A subject has an empty name: name every evaluated model or adapter.")
-    return Comparison(tables=dict(tables))
+    for role, name in (("base", base), ("mote", mote)):
+        if name is not None and name not in tables:
+            raise ValueError(f"{role}={name!r} is not one of the subjects {list(tables)}: name an evaluated subject.")
+    subjects = list(tables)
+    return Comparison(tables=dict(tables), base=base or find_subject(subjects, BASE_PREFIX),
+                      mote=mote or find_subject(subjects, MOTE_PREFIX), resamples=resamples, seed=seed)
 
 
 # --- per-sample drill-down -----------------------------------------------------------------------
@@ -220,6 +286,20 @@ def _chain_rows(comparison: Comparison) -> list[dict[str, str]]:
     return rows if shapes or stages else []
 
 
+def _differences_markdown(comparison: Comparison) -> list[str]:
+    """The paired-differences table and the same differences in words."""
+    rows = comparison.difference_rows()
+    if not rows:
+        reason = ("only one subject" if len(comparison.subjects) < 2 else
+                  "no subject is labelled as the base model ('base:...') or as MoTE ('mote:...')")
+        return ["", "## Paired differences", "", f"No paired comparison: {reason}."]
+    return ["", "## Paired differences (same questions)", "", *_md_table(rows), "",
+            ("Cells: subject minus reference, mean difference over the questions both were scored on, "
+             "[95% paired-bootstrap interval] (the same questions resampled for both subjects). "
+             "'*' = significant: the interval excludes zero."), "", "### In words", "",
+            *[f"- {sentence}" for sentence in comparison.difference_sentences()]]
+
+
 def comparison_markdown(comparison: Comparison) -> str:
     """The comparison as Markdown: Table 1, Table 4, chain statistics, legend, judges and notes."""
     lines = ["# Evaluation comparison", "", *_md_table(comparison.rows()), "",
@@ -230,11 +310,13 @@ def comparison_markdown(comparison: Comparison) -> str:
               f"{'higher' if METRIC_SPECS[m].higher_is_better else 'lower'} is better): "
               f"{METRIC_SPECS[m].description} Judged aspect: {METRIC_SPECS[m].aspect.value}."
               for m in comparison.columns]
+    lines += _differences_markdown(comparison)
     lines += ["", "## Harmless rate per method (ablation view)", "", *_md_table(comparison.ablation_rows())]
     chain = _chain_rows(comparison)
     if chain:
         lines += ["", "## Chain shapes and stage lengths (mean tokens)", "", *_md_table(chain)]
     lines += ["", "## Judges", ""] + [f"- {line}" for line in comparison.judge_legend()]
+    lines += [f"- {line}" for line in comparison.score_bases()]
     notes = comparison.notes()
     if notes:
         lines += ["", "## Notes", ""] + [f"- {_md_escape(n)}" for n in notes]
@@ -254,12 +336,13 @@ def write_report(comparison: Comparison, drilldown: Drilldown, folder: str | Pat
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("comparison.csv", "comparison.json", "comparison.md",
-                                           "per_category.csv", "samples.csv", "samples.jsonl")}
+                                           "per_category.csv", "differences.csv", "samples.csv", "samples.jsonl")}
     _write_csv(paths["comparison.csv"], comparison.rows())
     paths["comparison.json"].write_text(json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False),
                                         encoding="utf-8")
     paths["comparison.md"].write_text(comparison_markdown(comparison), encoding="utf-8")
     _write_csv(paths["per_category.csv"], comparison.category_rows())
+    _write_csv(paths["differences.csv"], comparison.difference_rows(), header=None if comparison.difference_rows() else ["comparison"])
     _write_csv(paths["samples.csv"], drilldown.flat_rows(),
                header=None if drilldown.rows else ["subject", "sample_id"])
     with paths["samples.jsonl"].open("w", encoding="utf-8") as handle:

@@ -15,6 +15,8 @@ def test_run_and_judge_flags():
     assert subject_from_flag("/runs/job-3/export")["label"] == "job-3"
     assert judge_from_flag("heuristic") == {"kind": "heuristic"}
     assert judge_from_flag("local:/models/judge") == {"kind": "local", "model": "/models/judge"}
+    assert judge_from_flag("local:/models/judge:verdict-first") == {"kind": "local", "model": "/models/judge", "mode": "verdict-first"}
+    assert judge_from_flag("local:/models/judge:verdict-first") == {"kind": "local", "model": "/models/judge", "mode": "verdict-first"}
     assert judge_from_flag("http://127.0.0.1:8000/v1#mote@MY_KEY") == {
         "kind": "http", "url": "http://127.0.0.1:8000/v1", "model_name": "mote", "api_key_env": "MY_KEY"}
     with pytest.raises(JobConfigError, match="model name after '#'"):

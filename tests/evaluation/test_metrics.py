@@ -75,7 +75,7 @@ def table_data():
 
 def test_hand_computed_values_counts_and_exclusions(table_data):
     table = compute_metrics(*table_data, JUDGES)
-    expected = {"help": 7.0, "harm": 75.0, "harm_help": 5.0, "goodness_at_0_1": 0.375,
+    expected = {"help": 7.0, "harm": 75.0, "harm_help": 5.0, "goodness_at_0_1": 0.375, "goodness_at_0_1_binary": 0.375,
                 "not_overrefuse": 0.75, "refusal_rate_harmful": 0.75, "refusal_rate_benign": 0.25}
     assert list(table.metrics) == [m.value for m in MetricName]
     assert {k: v.value for k, v in table.metrics.items()} == pytest.approx(expected)

@@ -43,6 +43,7 @@ def table(values: dict[MetricName, tuple[float, float, float]], *, judges=None, 
 
 FULL = {MetricName.HELP: (7.25, 7.0, 7.5), MetricName.HARM: (94.45, 92.1, 96.0),
         MetricName.HARM_HELP: (6.79, 6.5, 7.0), MetricName.GOODNESS: (0.85, 0.8, 0.9),
+        MetricName.GOODNESS_BINARY: (0.8, 0.7, 0.9),
         MetricName.NOT_OVERREFUSE: (0.83, 0.75, 0.9), MetricName.REFUSAL_HARMFUL: (0.9, 0.85, 0.95),
         MetricName.REFUSAL_BENIGN: (0.17, 0.1, 0.25)}
 NO_JAILBREAKS = "no jailbreak-wrapped answers to harmful prompts"
@@ -57,7 +58,7 @@ def comparison():
 def test_table1_cells_are_value_and_interval_and_missing_reads_na_with_reason(comparison):
     rows = comparison.rows()
     assert [r["subject"] for r in rows] == ["MoTE", "SFT"]
-    assert list(rows[0]) == ["subject", "Help", "Harm", "Harm-Help", "goodness@0.1", "not_overrefuse",
+    assert list(rows[0]) == ["subject", "Help", "Harm", "Harm-Help", "goodness@0.1", "goodness@0.1 (binary)", "not_overrefuse",
                              "Refusal (harmful)", "Refusal (benign)"]
     assert rows[0]["Harm"] == "94.45 [92.10, 96.00]" and rows[1]["Harm"] == "66.82 [60.00, 73.50]"
     assert rows[1]["goodness@0.1"] == "n/a"
@@ -125,7 +126,7 @@ def test_write_report_from_real_metrics_writes_readable_files(tmp_path):
     metrics = compute_metrics(answers, verdicts, judges, resamples=100)
     comparison = build_comparison({"MoTE": metrics})
     paths = write_report(comparison, build_drilldown({"MoTE": answers}, {"MoTE": verdicts}), tmp_path / "r")
-    assert sorted(paths) == ["comparison.csv", "comparison.json", "comparison.md", "per_category.csv",
+    assert sorted(paths) == ["comparison.csv", "comparison.json", "comparison.md", "differences.csv", "per_category.csv",
                              "samples.csv", "samples.jsonl"]
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
     with paths["comparison.csv"].open(encoding="utf-8", newline="") as handle:
