@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.evaluation.chat_backends import ChatBackend, Conversation
+from core.evaluation.degenerate import judge_non_degenerate
 from core.evaluation.rubrics import VERDICT_KEYS, Rubric, load_rubric, retry_reminder
 from core.evaluation.types import Answer, Aspect, Verdict
 
@@ -78,6 +79,11 @@ class LLMJudge:
         aspect = Aspect(aspect)
         if aspect not in self.aspects:
             raise ValueError(f"Judge {self.id} scores {sorted(a.value for a in self.aspects)}, not {aspect.value!r}.")
+        return judge_non_degenerate(answers, aspect, judge_id=self.id, heuristic=False,
+                                    judge_rest=lambda rest: self._judge_readable(rest, aspect))
+
+    def _judge_readable(self, answers: Sequence[Answer], aspect: Aspect) -> list[Verdict]:
+        """The rubric verdicts of answers that are not degenerate, a chunk at a time."""
         verdicts: list[Verdict] = []
         for start in range(0, len(answers), self.chunk_size):
             verdicts += self._judge_chunk(answers[start : start + self.chunk_size], aspect)
