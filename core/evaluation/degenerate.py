@@ -43,10 +43,10 @@ _SENTENCE_END = re.compile(r"[.!?\u2026][\"')\]*_`]*(?=\s|$)")
 _TERMINAL = re.compile(r"[.!?\u2026][\"')\]*_`]*$|```$|[)\]}>;]$")
 #: Words an English sentence cannot end on: a reply ending on one of them was cut mid-sentence.
 DANGLING_WORDS = frozenset(
-    "a an the to of and or but so for with from by at in on into onto as than that which who whose "
+    "a an the to of and or but so for with from by at in on into onto as than which whose "
     "is are was were be been being am will would can could should shall may might must do does did "
-    "have has had my your his her its our their this these those some any every each if when while "
-    "because how what where why i im you we they he she it not no very just also then cant cannot wont "
+    "have has had my your his her its our their some any every each if when while "
+    "because how what where why i im we they he she not very just also then cant cannot wont "
     "dont doesnt didnt isnt arent wasnt werent couldnt wouldnt shouldnt ive id ill youre theyre".split()
 )
 _CODE_CHARS = re.compile(r"[`$/\\_<>=(){}\[\]|#0-9]")
