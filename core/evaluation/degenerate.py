@@ -133,8 +133,13 @@ def _tail_period(items: list[str], max_unit: int) -> tuple[int, int]:
 
 
 def _is_word_loop(words: list[str]) -> bool:
-    unit, covered = _tail_period([w.strip(".,;:!?\"'") or w for w in words], MAX_UNIT_WORDS)
-    return unit > 0 and covered >= MIN_LOOP_SHARE * len(words)
+    """A loop at the end, allowing one last word cut in half by the token limit ('the sky the sky the sk')."""
+    items = [w.strip(".,;:!?\"'") or w for w in words]
+    for tail in (items, items[:-1]):
+        unit, covered = _tail_period(tail, MAX_UNIT_WORDS)
+        if unit > 0 and covered >= MIN_LOOP_SHARE * len(words):
+            return True
+    return False
 
 
 def _is_char_loop(text: str) -> bool:
