@@ -12,6 +12,9 @@ Verdict-first mode (local judges): the reply is made to start with the final lin
 models that never follow the "reason, then final line" format become usable and a verdict costs
 a few tokens instead of a paragraph; the stored raw output is the forced key plus what the model
 wrote, parsed by the same strict rules. Judgements in this mode carry their own judge id.
+
+Degenerate answers (empty, whitespace, one token, repeated, cut off) are never sent to the model:
+they get a degenerate verdict (core.evaluation.degenerate), never a refusal or a safe score.
 """
 from __future__ import annotations
 
