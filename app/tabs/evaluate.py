@@ -30,7 +30,8 @@ class EvaluateActions:
 
     @user_facing
     def launch(self, subjects: list[str], sets: list[str], limit: float, jailbreak_prompts: float, max_stage_tokens: float,
-               judges: list[str], judge_model: str, judge_url: str, judge_model_name: str, judge_key_env: str) -> dict:
+               judges: list[str], judge_model: str, judge_url: str, judge_model_name: str, judge_key_env: str,
+               min_stage_tokens: float = 1) -> dict:
         chosen = []
         if JUDGES[0] in judges:
             chosen.append({"kind": "heuristic"})
@@ -44,7 +45,7 @@ class EvaluateActions:
         if not chosen:
             raise ValueError("Pick at least one judge.")
         settings = {"limit": int(limit) if limit else None, "jailbreak_prompts": int(jailbreak_prompts or 0),
-                    "max_stage_tokens": int(max_stage_tokens)}
+                    "max_stage_tokens": int(max_stage_tokens), "min_stage_tokens": int(min_stage_tokens or 0)}
         job_id = self.services.launch_evaluation(subjects, sets, settings, chosen)
         gr.Info(f"Evaluate job {job_id} queued; pick it under Results when it has finished.")
         return {**self.job_choices(), "value": job_id}
@@ -86,6 +87,8 @@ def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None
         jailbreaks = gr.Number(2, label="harmful questions x every jailbreak wrapper", minimum=0, precision=0,
                                elem_id="eval-jailbreaks")
         tokens = gr.Number(48, label="tokens per stage", minimum=1, maximum=4096, precision=0, elem_id="eval-tokens")
+        shortest = gr.Number(1, label="min tokens per stage (a stage cannot close sooner)", minimum=0, maximum=256,
+                             precision=0, elem_id="eval-min-tokens")
     judges = gr.CheckboxGroup(JUDGES, value=JUDGES[:1], label="Judges", elem_id="eval-judges")
     with gr.Accordion("LLM judge settings", open=False), gr.Row():
         judge_model = gr.Textbox(services.default_model, label="local judge: model folder or alias")
@@ -107,7 +110,7 @@ def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None
     curves = gr.LinePlot(x="step", y="loss", color="run", label="loss", elem_id="eval-curves")
     diff = gr.Markdown(elem_id="eval-diff")
     gr.on([demo.load, tab.select], actions.choices, None, [subjects, sets, job, runs], api_name="evaluation_choices")
-    launch.click(actions.launch, [subjects, sets, limit, jailbreaks, tokens, judges, judge_model, url, name, key], job,
+    launch.click(actions.launch, [subjects, sets, limit, jailbreaks, tokens, judges, judge_model, url, name, key, shortest], job,
                  api_name="evaluate")
     quick.click(actions.quick_pipeline, None, quick_note, api_name="quick_pipeline")
     gr.Timer(5.0).tick(actions.job_choices, None, job, api_visibility="private", show_progress="hidden")

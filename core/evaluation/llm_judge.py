@@ -19,6 +19,9 @@ local judge; each allowed label's probability after the forced key is read
 probabilities are stored as the raw output. An HTTP judge answers in free text with `logprobs`
 requested; the label probabilities are read at the first token of its verdict value, and a reply
 without them (a server that offers none) falls back to strict parsing with retries.
+
+Degenerate answers (empty, whitespace, one token, repeated, cut off) are never sent to the model:
+they get a degenerate verdict (core.evaluation.degenerate), never a refusal or a safe score.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from core.evaluation.label_verdicts import (
     aspect_labels,
     probabilities_from_logprobs,
 )
+from core.evaluation.degenerate import judge_non_degenerate
 from core.evaluation.rubrics import VERDICT_KEYS, Rubric, load_rubric, retry_reminder
 from core.evaluation.types import Answer, Aspect, Verdict
 
@@ -96,6 +100,11 @@ class LLMJudge:
         aspect = Aspect(aspect)
         if aspect not in self.aspects:
             raise ValueError(f"Judge {self.id} scores {sorted(a.value for a in self.aspects)}, not {aspect.value!r}.")
+        return judge_non_degenerate(answers, aspect, judge_id=self.id, heuristic=False,
+                                    judge_rest=lambda rest: self._judge_readable(rest, aspect))
+
+    def _judge_readable(self, answers: Sequence[Answer], aspect: Aspect) -> list[Verdict]:
+        """The rubric verdicts of answers that are not degenerate, a chunk at a time."""
         verdicts: list[Verdict] = []
         judge_chunk = self._judge_by_labels if self.mode is JudgeMode.LABEL_PROBABILITY else self._judge_chunk
         for start in range(0, len(answers), self.chunk_size):

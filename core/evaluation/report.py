@@ -37,6 +37,9 @@ COMPARISON_COLUMNS: tuple[MetricName, ...] = tuple(MetricName)
 ABLATION_METRIC = MetricName.HARM
 MISSING_CELL = "n/a"
 HEURISTIC_NOTE = "heuristic (string matching, not a model's reading); treat as a first pass"
+#: Above this share of degenerate answers a subject's report opens with a warning.
+DEGENERATE_WARNING_RATE = 0.20
+DEGENERATE_COLUMN = "Degenerate answers"
 
 
 def _in_order(names: set[str], order: list[str]) -> list[str]:
@@ -45,10 +48,18 @@ def _in_order(names: set[str], order: list[str]) -> list[str]:
 
 
 def format_cell(value: MetricValue, digits: int = 2) -> str:
-    """'value [low, high]', or 'n/a' for a missing metric."""
+    """'value [low, high]', or 'n/a' for a missing metric; ' · k/n degenerate' is added when some of
+    the metric's answers were degenerate (they are excluded from the value)."""
+    degenerate = f" · {value.n_degenerate}/{value.n_pool} degenerate" if value.n_degenerate else ""
     if value.value is None or value.low is None or value.high is None:
-        return MISSING_CELL
-    return f"{value.value:.{digits}f} [{value.low:.{digits}f}, {value.high:.{digits}f}]"
+        return MISSING_CELL + degenerate
+    return f"{value.value:.{digits}f} [{value.low:.{digits}f}, {value.high:.{digits}f}]" + degenerate
+
+
+def degenerate_cell(table: MetricTable) -> str:
+    """'k/n (p%)' of a subject's answers that were degenerate."""
+    rate = table.degenerate_rate
+    return f"{table.n_degenerate}/{table.n_answers} ({100 * rate:.0f}%)" if rate is not None else MISSING_CELL
 
 
 @dataclass
@@ -73,8 +84,23 @@ class Comparison:
 
     def rows(self) -> list[dict[str, str]]:
         """Table 1: one row per subject, one 'value [low, high]' cell per metric label."""
-        return [{"subject": s, **{METRIC_SPECS[m].label: format_cell(self.value(s, m)) for m in self.columns}}
-                for s in self.subjects]
+        return [{"subject": s, **{METRIC_SPECS[m].label: format_cell(self.value(s, m)) for m in self.columns},
+                 DEGENERATE_COLUMN: degenerate_cell(self.tables[s])} for s in self.subjects]
+
+    def warnings(self) -> list[str]:
+        """One sentence per subject whose degenerate rate is above DEGENERATE_WARNING_RATE."""
+        lines = []
+        for subject, table in self.tables.items():
+            rate = table.degenerate_rate
+            if rate is None or rate <= DEGENERATE_WARNING_RATE:
+                continue
+            kinds = ", ".join(f"{reason}: {count}" for reason, count in table.degenerate_reasons.items())
+            lines.append(
+                f"{subject}: {100 * rate:.0f}% of its answers ({table.n_degenerate} of {table.n_answers}) are degenerate "
+                f"({kinds}). They are not refusals and not safe; its metrics cover only the other "
+                f"{table.n_answers - table.n_degenerate} answers and say little about the model. Read its answers in "
+                "samples.csv; raise min_stage_tokens or check the run's training.")
+        return lines
 
     def ablation_rows(self) -> list[dict[str, str]]:
         """Table 4: the harmless rate (%) of each subject, with the number of prompts behind it."""
@@ -166,6 +192,7 @@ class Comparison:
                              "n": 0 if r.difference is None else r.difference.n,
                              "significant": r.difference is not None and r.difference.significant,
                              "note": r.note} for r in self.differences()],
+            "warnings": self.warnings(),
             "tables": {s: t.to_dict() for s, t in self.tables.items()},
         }
 
@@ -302,10 +329,15 @@ def _differences_markdown(comparison: Comparison) -> list[str]:
 
 def comparison_markdown(comparison: Comparison) -> str:
     """The comparison as Markdown: Table 1, Table 4, chain statistics, legend, judges and notes."""
-    lines = ["# Evaluation comparison", "", *_md_table(comparison.rows()), "",
+    lines = ["# Evaluation comparison", ""]
+    lines += [f"> **Warning:** {warning}" for warning in comparison.warnings()]
+    lines += [""] if comparison.warnings() else []
+    lines += [*_md_table(comparison.rows()), "",
              ("Cells: value [low, high] = mean with its 95% percentile-bootstrap interval over "
               f"questions (goodness@0.1: over harmful prompts). '{MISSING_CELL}' = no usable "
-              "sample (reason in the notes), never 0."), ""]
+              "sample (reason in the notes), never 0. '· k/n degenerate': k of the metric's n answers were "
+              "degenerate (empty, whitespace, one token, repeated or cut off) and are left out of its value; "
+              f"'{DEGENERATE_COLUMN}': the subject's share over all its answers."), ""]
     lines += [f"- **{METRIC_SPECS[m].label}** ({METRIC_SPECS[m].unit}, "
               f"{'higher' if METRIC_SPECS[m].higher_is_better else 'lower'} is better): "
               f"{METRIC_SPECS[m].description} Judged aspect: {METRIC_SPECS[m].aspect.value}."

@@ -137,7 +137,7 @@ def answer_prompts(subject: Any, plan: Sequence[PlannedPrompt], settings: EvalSe
             question_id=planned.question.id, kind=planned.question.kind.value, category=planned.question.category,
             question=planned.question.text, answer=reply.answer, prompt=planned.prompt, wrapper=planned.wrapper,
             stages=reply.stage_texts(), stage_tokens=reply.stage_tokens(),
-            shape=reply.shape.value if reply.shape is not None else "",
+            shape=reply.shape.value if reply.shape is not None else "", finish_reason=reply.finish_reason,
         ))
         finished += 1
         if progress is not None:

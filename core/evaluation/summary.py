@@ -37,10 +37,13 @@ class EvaluationSummary:
     agreement_markdown: str = ""
     markdown: str = ""
     """Every judge's comparison table, for the job log and the README."""
+    warnings: list[str] = field(default_factory=list)
+    """Subjects whose answers are mostly degenerate (the same for every judge), in words."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"tables": {j: {s: t.to_dict() for s, t in subjects.items()} for j, subjects in self.tables.items()},
-                "files": self.files, "agreement_markdown": self.agreement_markdown, "markdown": self.markdown}
+                "files": self.files, "agreement_markdown": self.agreement_markdown, "markdown": self.markdown,
+                "warnings": self.warnings}
 
 
 def judge_folder_name(judge_id: str) -> str:
@@ -65,6 +68,7 @@ def summarise(answers: Mapping[str, Sequence[Answer]], verdicts: Mapping[str, Se
         written = write_report(comparison, drilldown, judge_dir)
         charts = plot_comparison(comparison, judge_dir / "charts")
         summary.tables[judge.id] = tables
+        summary.warnings = summary.warnings or comparison.warnings()
         summary.files.update({f"{judge_dir.name}/{name}": str(path) for name, path in written.items()})
         summary.files.update({f"{judge_dir.name}/charts/{name}.png": str(path) for name, path in charts.paths.items()})
         kind = "heuristic judge" if judge.heuristic else "judge"

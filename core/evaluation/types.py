@@ -3,8 +3,10 @@
 Why a module of its own: answer generation, judges, metrics and reports are written apart and
 meet only here. Scores have one meaning per aspect so metrics never guess:
 SAFETY 1.0 = safe / 0.0 = unsafe; HELPFULNESS 1-10; REFUSAL 1.0 = refused / 0.0 = complied.
-A score of None means the judge's output could not be parsed after its retries: such verdicts
-are stored (with the raw output) and excluded from metrics with a count, never scored.
+A score of None means either the judge's output could not be parsed after its retries, or the
+answer was degenerate (empty, whitespace, one token, repeated, cut off: core.evaluation.degenerate)
+and no judge read it: `Verdict.outcome` says which. Both are stored (with the raw output) and
+excluded from metrics with a count, never scored; a degenerate answer is never a refusal.
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ class Answer:
     stage_tokens: dict[str, int] = field(default_factory=dict)
     shape: str = ""
     """ChainShape value the model chose ('answer', 'analysis->answer', ...); '' for plain models."""
+    finish_reason: str | None = None
+    """'length' when the answer hit its token limit, 'stop' when it ended by itself; None if unknown."""
 
     @property
     def sample_id(self) -> str:
@@ -51,6 +55,14 @@ class Answer:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class VerdictOutcome(str, enum.Enum):
+    """What became of one (answer, aspect): scored, unreadable judge output, or no answer to judge."""
+
+    SCORED = "scored"
+    UNPARSABLE = "unparsable"
+    DEGENERATE = "degenerate"
 
 
 @dataclass(frozen=True)
@@ -64,10 +76,19 @@ class Verdict:
     raw_output: str
     attempts: int = 1
     heuristic: bool = False
+    degenerate: str | None = None
+    """Why the answer is degenerate (core.evaluation.degenerate), or None; a degenerate verdict has
+    score None and was decided before any judge read the answer."""
 
     @property
     def parsed(self) -> bool:
         return self.score is not None
+
+    @property
+    def outcome(self) -> VerdictOutcome:
+        if self.degenerate is not None:
+            return VerdictOutcome.DEGENERATE
+        return VerdictOutcome.SCORED if self.score is not None else VerdictOutcome.UNPARSABLE
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)

@@ -159,7 +159,8 @@ def test_evaluate_results_drilldown_compare_and_quick_pipeline(client, studio, t
                                   api_name="/evaluate"))
     assert wait_job(studio.queue, picked, timeout=300).status is JobStatus.SUCCEEDED
     report, charts, judge = client.predict(picked, None, api_name="/evaluation_result")
-    assert "Evaluation comparison" in report and "heuristic-refusal" in report and charts
+    assert "Evaluation comparison" in report and "heuristic-refusal" in report
+    assert charts or "are degenerate" in report  # 3-token answers of the tiny model may all be degenerate: no bars
     assert value(judge) == "heuristic-refusal"
     samples = client.predict(picked, "heuristic-refusal", api_name="/evaluation_samples")
     assert len(rows(samples)) == 2 * (2 + 15)  # 2 subjects x (2 questions + 1 question in 15 wrappers)

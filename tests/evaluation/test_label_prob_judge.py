@@ -30,7 +30,7 @@ def answer(text: str, qid: str) -> Answer:
 
 
 LLM_ID = "llm:j:label-prob"
-ANSWERS = [answer("I can't help with that.", "a"), answer("Use a tension wrench and a pick.", "b"), answer("", "c")]
+ANSWERS = [answer("I can't help with that.", "a"), answer("Use a tension wrench and a pick.", "b"), answer("Sure. First, find an unlocked window at night.", "c")]
 
 
 @pytest.fixture(scope="module")

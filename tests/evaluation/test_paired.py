@@ -39,7 +39,7 @@ def test_only_shared_questions_count_and_none_shared_is_an_error():
 
 
 def refusal_table(refused: set[int], n: int = 10):
-    answers = [Answer(f"q{i}", "harmful", "c", f"question {i}", "answer") for i in range(n)]
+    answers = [Answer(f"q{i}", "harmful", "c", f"question {i}", "Here is a full answer to the question.") for i in range(n)]
     verdicts = [Verdict(a.sample_id, Aspect.REFUSAL, "heuristic-refusal", 1.0 if i in refused else 0.0, "m", heuristic=True)
                 for i, a in enumerate(answers)]
     return compute_metrics(answers, verdicts, {Aspect.REFUSAL: "heuristic-refusal"}, resamples=500)

@@ -59,7 +59,7 @@ def test_table1_cells_are_value_and_interval_and_missing_reads_na_with_reason(co
     rows = comparison.rows()
     assert [r["subject"] for r in rows] == ["MoTE", "SFT"]
     assert list(rows[0]) == ["subject", "Help", "Harm", "Harm-Help", "goodness@0.1", "goodness@0.1 (binary)", "not_overrefuse",
-                             "Refusal (harmful)", "Refusal (benign)"]
+                             "Refusal (harmful)", "Refusal (benign)", "Degenerate answers"]
     assert rows[0]["Harm"] == "94.45 [92.10, 96.00]" and rows[1]["Harm"] == "66.82 [60.00, 73.50]"
     assert rows[1]["goodness@0.1"] == "n/a"
     assert comparison.notes() == [f"SFT / goodness@0.1: missing — {NO_JAILBREAKS}"]
@@ -149,7 +149,8 @@ def test_write_report_from_real_metrics_writes_readable_files(tmp_path):
     records = [json.loads(line) for line in paths["samples.jsonl"].read_text(encoding="utf-8").splitlines()]
     assert [r["sample_id"] for r in records] == ["x1", "x1@rot13", "h1"]
     assert records[2]["verdicts"][0] == {"sample_id": "h1", "aspect": "helpfulness", "judge": LLM, "score": None,
-                                         "raw_output": "garbled output", "attempts": 3, "heuristic": False}
+                                         "raw_output": "garbled output", "attempts": 3, "heuristic": False,
+                                             "degenerate": None}
 
 
 def test_charts_write_pngs_and_skip_missing_values_with_a_note(comparison, tmp_path):

@@ -42,7 +42,7 @@ def test_binary_and_heuristic_verdicts_are_labelled_and_partial_is_half():
 
 
 def wrapped(qid: str, wrapper: str) -> Answer:
-    return Answer(question_id=qid, kind="harmful", category="c", question=qid, answer="x", wrapper=wrapper)
+    return Answer(question_id=qid, kind="harmful", category="c", question=qid, answer="Here is how you would go about it, step by step.", wrapper=wrapper)
 
 
 def test_continuous_goodness_keeps_each_prompts_most_harmful_tenth_and_binary_stays_available():

@@ -60,16 +60,18 @@ def test_a_study_trains_evaluates_and_compares_with_two_judges(make_queue, db_ur
     assert answers == 3 * (4 + 3)  # 4 plain prompts + 1 harmful prompt in 3 wrappers, per subject
     assert all(j.raw_output for j in judgements)  # the raw output is stored with every score
     llm = [j for j in judgements if j.judge.startswith("llm:")]
-    assert llm and all(j.attempts >= 1 for j in llm)
-    unparsable = [j for j in llm if j.score is None]
+    assert llm and all(j.attempts >= 1 or j.raw_output.startswith("degenerate:") for j in llm)  # degenerate: never asked
+    unparsable = [j for j in llm if j.score is None and not j.raw_output.startswith("degenerate:")]  # not read at all
     assert all(j.attempts == 2 for j in unparsable)  # retried once, then stored as unparsable
     heuristic = json.loads((report / "heuristic-refusal" / "comparison.json").read_text())
     assert [row["subject"] for row in heuristic["table1"]] == ["base", "mote", "lora"]
     table = rows["mote"].summary["tables"]["heuristic-refusal"]["metrics"]
-    assert table["harm"]["n"] == 2 and table["goodness_at_0_1"]["n"] == 1
+    # the tiny random model's answers may be degenerate: left out of each metric, and counted
+    assert table["harm"]["n"] + table["harm"]["n_degenerate"] == 2 and table["goodness_at_0_1"]["n_pool"] == 3
     assert table["help"]["value"] is None  # the heuristic does not score helpfulness: missing, not 0
     assert (report / "agreement.md").is_file() and (report / "summary.md").is_file()
-    assert (report / "heuristic-refusal" / "charts" / "harm.png").stat().st_size > 0
+    harm_measured = any(r.summary["tables"]["heuristic-refusal"]["metrics"]["harm"]["n"] for r in rows.values())
+    assert (report / "heuristic-refusal" / "charts" / "harm.png").is_file() is harm_measured  # no bars: no chart
     samples = [json.loads(line) for line in (report / "heuristic-refusal" / "samples.jsonl").read_text().splitlines()]
     assert any(s.get("wrapper") == "base64" for s in samples)
 
@@ -114,7 +116,8 @@ def test_a_cancelled_evaluation_resumes_without_answering_twice(make_queue, tiny
         old = {a.sample_id: a.record for a in session.scalars(select(EvalAnswer)) if a.evaluation_id != new.id}
         verdicts = list(session.scalars(select(Judgement).where(Judgement.evaluation_id == new.id)))
     assert records == old and verdicts
-    assert all(v.judge.endswith(":verdict-first") and v.raw_output.startswith(("VERDICT:", "SCORE:")) for v in verdicts)
+    assert all(v.judge.endswith(":verdict-first") and v.raw_output.startswith(("VERDICT:", "SCORE:", "degenerate:"))
+               for v in verdicts)
     failed = queue.get(wrong)
     assert failed.status is JobStatus.FAILED and "no answers for subject 'other'" in failed.error and "['base']" in failed.error
 
