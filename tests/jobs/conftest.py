@@ -79,6 +79,8 @@ def make_queue(db_url, home) -> Callable[..., JobQueue]:
     for queue in queues:
         for child in queue.dispatcher.children.values():
             if isinstance(child, subprocess.Popen):
+                if child.poll() is None:  # our own child, whatever its job row says (e.g. still cancelling)
+                    os.killpg(child.pid, signal.SIGKILL)
                 child.wait(timeout=10)
         queue.engine.dispose()
 
