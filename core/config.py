@@ -26,6 +26,8 @@ class Method(str, enum.Enum):
     LORA = "lora"
     LORA_X2 = "lora_x2"
     SFT = "sft"
+    MOE_TOKEN = "moe_token"
+    MIXLORA = "mixlora"
 
 
 class QuestionRouting(str, enum.Enum):
@@ -70,6 +72,17 @@ class ExpertConfig:
     infer_question_routing: QuestionRouting = QuestionRouting.MEAN
     """Question tokens at inference: the mean of the three step experts (the expectation of the
     random training pick)."""
+    token_gate: bool = False
+    """Four LoRA experts mixed per token by a learned gate instead of by stage (the moe_token and
+    mixlora baselines set it); see core/experts/token_gate.py."""
+    gate_top_k: int = 2
+    """Experts each token uses under a token gate (top-k of the gate's softmax, renormalised);
+    4 gives a dense softmax gate. MixLoRA uses 2."""
+    balance_loss_weight: float = 0.01
+    """Weight of the Switch Transformer load-balancing loss of a token gate (Switch, MixLoRA: 0.01)."""
+    contrastive_loss_weight: float = 0.1
+    """Weight of the contrastive loss that keeps the token-gated experts apart (mixlora only;
+    every other method trains with 0)."""
 
     def __post_init__(self) -> None:
         self.train_question_routing = QuestionRouting(self.train_question_routing)
@@ -79,6 +92,10 @@ class ExpertConfig:
         _check_range("lora_alpha", self.lora_alpha, 1e-6, 1e6)
         _check_range("alpha", self.alpha, 0.0, 1.0)
         _check_range("dropout", self.dropout, 0.0, 0.9)
+        if not (1 <= self.gate_top_k <= 4):
+            raise ValueError(f"gate_top_k={self.gate_top_k!r} is out of range: use an integer in [1, 4].")
+        _check_range("balance_loss_weight", self.balance_loss_weight, 0.0, 100.0)
+        _check_range("contrastive_loss_weight", self.contrastive_loss_weight, 0.0, 100.0)
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
         if not self.target_modules:
@@ -247,6 +264,11 @@ def resolve_method(config: MoteConfig) -> MoteConfig:
         data.p_skip = 0.0
     if method in (Method.MOTE_NO_SHARED, Method.MOTE_NO_SKIP_NO_SHARED):
         experts.shared_expert = False
+    if method in (Method.MOE_TOKEN, Method.MIXLORA):
+        experts.token_gate = True  # same chains and markers as MoTE; no stage routing, no step skipping
+        data.p_skip = 0.0
+    if method is not Method.MIXLORA:
+        experts.contrastive_loss_weight = 0.0
     return resolved
 
 
