@@ -124,3 +124,23 @@ def test_generation_gates_per_token_even_when_folding_is_asked_for(tiny_dir):
     routed = generate_chain(mote, "q1?", GenerationSettings(temperature=0.0, max_stage_tokens=6, fold_experts=False))
     assert mote.router.folded_gate is None
     assert folded.segments == routed.segments
+
+
+def test_recipe_trains_exports_and_evaluates_a_token_gated_run(tiny_dir, tmp_path):
+    """The same path as MoTE: setup_run -> run_training (export) -> load_trained -> a subject's
+    batched answers, which go through the per-token gates."""
+    from core.decoding.subjects import MoteSubject
+    from core.training.recipe import load_trained, run_training, setup_run
+
+    config = MoteConfig(model=str(tiny_dir), method=Method.MIXLORA, experts=dict(TINY_EXPERTS),
+                        train={"max_steps": 2, "batch_size": 2, "micro_batch_size": 1, "mixed_precision": "no"})
+    setup = setup_run(config, short_chains(4), say=lambda _: None)
+    run_training(setup, tmp_path / "run")
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8")
+    assert '"balance_loss"' in metrics and '"contrastive_loss"' in metrics
+    reloaded = load_trained(tmp_path / "run", say=lambda _: None)
+    assert reloaded.layout.token_gate and all(layer.token_gate is not None for layer in reloaded.router.layers)
+    subject = MoteSubject(reloaded, label="mixlora", method=Method.MIXLORA)
+    settings = GenerationSettings(max_stage_tokens=4)
+    replies = dict(subject.answer_many(["q1?", "q2?"], settings, batch_size=2))
+    assert replies[0].answer == subject.answer("q1?", settings).answer
