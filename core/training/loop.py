@@ -226,8 +226,12 @@ def _forward_loss(session: TrainingSession, batch: Batch, token_count: int, micr
                 input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
             ).logits
         loss = token_loss_sum(logits, batch.labels) * session.accelerator.num_processes / token_count
-        weighted_aux, balance, contrastive = _auxiliary_loss(mote, collected)
-        session.accelerator.backward(loss + weighted_aux.to(loss.device) / micro_batches)  # inside route(): recomputed layers see the same gates
+        total = loss
+        balance = contrastive = torch.zeros(())
+        if collected.balance_terms:  # token-gated methods only: step routing adds nothing
+            weighted_aux, balance, contrastive = _auxiliary_loss(mote, collected)
+            total = loss + weighted_aux.to(loss.device) / micro_batches
+        session.accelerator.backward(total)  # inside route(): recomputed layers see the same gates
     return StepLosses(loss.detach(), balance, contrastive)
 
 
