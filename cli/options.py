@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: --path choices: the chain shapes a user may force.
 CHAIN_PATHS = [shape.value for shape in ChainShape]
-METHOD_HELP = "mote, lora, lora_x2, sft, mote_no_skip, mote_no_shared, mote_no_skip_no_shared"
+METHOD_HELP = "mote, lora, lora_x2, sft, mote_no_skip, mote_no_shared, mote_no_skip_no_shared, moe_token, mixlora"
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

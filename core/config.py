@@ -40,6 +40,8 @@ class Method(str, enum.Enum):
     LORA = "lora"
     LORA_X2 = "lora_x2"
     SFT = "sft"
+    MOE_TOKEN = "moe_token"
+    MIXLORA = "mixlora"
 
 
 class QuestionRouting(str, enum.Enum):
@@ -77,6 +79,14 @@ class ExpertConfig:
     infer_question_routing: QuestionRouting = setting(QuestionRouting.MEAN, help="""Question tokens at
         inference: the mean of the three step experts (the expectation of the random training pick).""")
 
+    token_gate: bool = setting(False, help="""Four LoRA experts mixed per token by a learned gate instead of
+        by stage (the moe_token and mixlora baselines set it); see core/experts/token_gate.py.""")
+    gate_top_k: int = setting(2, ge=1, le=4, help="""Experts each token uses under a token gate (top-k of the
+        gate's softmax, renormalised); 4 gives a dense softmax gate. MixLoRA uses 2.""")
+    balance_loss_weight: float = setting(0.01, ge=0.0, le=100.0, help="""Weight of the Switch Transformer
+        load-balancing loss of a token gate (Switch, MixLoRA: 0.01).""")
+    contrastive_loss_weight: float = setting(0.1, ge=0.0, le=100.0, help="""Weight of the contrastive loss
+        that keeps the token-gated experts apart (mixlora only; every other method trains with 0).""")
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, str):  # a single name is a list of one
             self.target_modules = [self.target_modules]
@@ -197,6 +207,11 @@ def resolve_method(config: MoteConfig) -> MoteConfig:
         data.p_skip = 0.0
     if method in (Method.MOTE_NO_SHARED, Method.MOTE_NO_SKIP_NO_SHARED):
         experts.shared_expert = False
+    if method in (Method.MOE_TOKEN, Method.MIXLORA):
+        experts.token_gate = True  # same chains and markers as MoTE; no stage routing, no step skipping
+        data.p_skip = 0.0
+    if method is not Method.MIXLORA:
+        experts.contrastive_loss_weight = 0.0
     return resolved
 
 

@@ -1,7 +1,7 @@
 """The four AlignCoT stages, their marker tokens, and how a chain is written with them.
 
 Why one module: every part of MoTE (data, routing, training, generation, export) must agree on
-the stage names, their order, the marker strings and the three chain shapes. Spec: section 1
+the stage names, their order, the marker strings and the chain shapes. Spec: section 1
 and 3 of docs/mote-method.md.
 """
 from __future__ import annotations
@@ -56,11 +56,17 @@ ALL_MARKERS: tuple[str, ...] = tuple(START_MARKERS.values()) + tuple(END_MARKERS
 
 
 class ChainShape(str, enum.Enum):
-    """The three chain shapes of section 1 (the paper's Table 2)."""
+    """The chain shapes: the three of section 1 (the paper's Table 2) and guidance-first.
+
+    GUIDANCE_ANSWER is the chain step skipping makes of a full chain when it skips the analysis
+    (the paper's truncated [guidance, answer] data): a model trained with step skipping learns
+    question -> guidance, so its own path may open with guidance, and a dataset may hold it.
+    """
 
     ANSWER_ONLY = "answer"
     ANALYSIS_ANSWER = "analysis->answer"
     FULL = "analysis->guidance->answer"
+    GUIDANCE_ANSWER = "guidance->answer"
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -71,6 +77,7 @@ SHAPE_STAGES = {
     ChainShape.ANSWER_ONLY: (Stage.ANSWER,),
     ChainShape.ANALYSIS_ANSWER: (Stage.ANALYSIS, Stage.ANSWER),
     ChainShape.FULL: (Stage.ANALYSIS, Stage.GUIDANCE, Stage.ANSWER),
+    ChainShape.GUIDANCE_ANSWER: (Stage.GUIDANCE, Stage.ANSWER),
 }
 
 
@@ -85,27 +92,29 @@ def parse_stage(name: str) -> Stage:
 
 
 def shape_of(stages: tuple[Stage, ...] | list[Stage]) -> ChainShape:
-    """The chain shape of an ordered list of stages; error when it is not one of the three."""
+    """The chain shape of an ordered list of stages; error when it is not one of the shapes."""
     for shape, expected in SHAPE_STAGES.items():
         if tuple(stages) == expected:
             return shape
     names = [s.name.lower() for s in stages]
     raise ValueError(
-        f"Stages {names} are not a valid chain: use [answer], [analysis, answer] "
-        "or [analysis, guidance, answer]."
+        f"Stages {names} are not a valid chain: use [answer], [analysis, answer], "
+        "[analysis, guidance, answer] or [guidance, answer]."
     )
 
 
 def allowed_next_stages(done: tuple[Stage, ...] | list[Stage]) -> tuple[Stage, ...]:
-    """Stages that may open next after `done` (used to constrain the model's own path)."""
+    """Stages that may open next after `done`, in stage order (constrains the model's own path):
+    analysis, guidance or answer first; guidance or answer after analysis; answer after guidance."""
     done = tuple(done)
-    if not done:
-        return (Stage.ANALYSIS, Stage.ANSWER)
-    if done == (Stage.ANALYSIS,):
-        return (Stage.GUIDANCE, Stage.ANSWER)
-    if done == (Stage.ANALYSIS, Stage.GUIDANCE):
-        return (Stage.ANSWER,)
-    return ()
+    if done and done[-1] is Stage.ANSWER:
+        return ()
+    following = {
+        shape.stages[len(done)]
+        for shape in ChainShape
+        if len(shape.stages) > len(done) and shape.stages[: len(done)] == done
+    }
+    return tuple(sorted(following))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from core.stages import ChainShape
+from core.stages import CHAIN_STAGES, ChainShape, shape_of
 
 CHAINS_FILE = "chains.jsonl"
 DROPPED_FILE = "dropped.jsonl"
@@ -68,7 +68,7 @@ def chain_statistics(kept: list[dict[str, Any]], dropped: list[dict[str, Any]] |
     """Shape counts, flagged rate and mean tokens per stage (the paper's Table 2)."""
     dropped = dropped or []
     everything = kept + dropped
-    shapes = Counter(r["shape"] for r in kept)
+    shapes = Counter(record_shape(r) for r in kept)
     stats: dict[str, Any] = {
         "chains": len(kept),
         "dropped": len(dropped),
@@ -83,6 +83,14 @@ def chain_statistics(kept: list[dict[str, Any]], dropped: list[dict[str, Any]] |
         means[stage] = round(sum(counts) / len(counts), 1) if counts else 0.0
     stats["mean_tokens"] = means
     return stats
+
+
+def record_shape(record: dict[str, Any]) -> str:
+    """A stored chain's shape value: the one its generator recorded, else the one its stage texts
+    make (imported chains carry none), so guidance-first chains are counted as such."""
+    if record.get("shape"):
+        return str(record["shape"])
+    return shape_of([stage for stage in CHAIN_STAGES if record.get(stage.name.lower())]).value
 
 
 def _stage_tokens(record: dict[str, Any], stage: str, tokenizer) -> int:
@@ -100,6 +108,7 @@ def statistics_table(stats: dict[str, Any]) -> str:
         ("answer only", shapes[ChainShape.ANSWER_ONLY.value]),
         ("analysis -> answer", shapes[ChainShape.ANALYSIS_ANSWER.value]),
         ("full chain", shapes[ChainShape.FULL.value]),
+        ("guidance -> answer", shapes[ChainShape.GUIDANCE_ANSWER.value]),
         ("flagged rate", f"{stats['flagged_rate']:.1%}"),
         ("unparsable verdicts", f"{stats['unparsable_verdicts']} of {stats['checks']} checks"),
         ("mean tokens: analysis", stats["mean_tokens"]["analysis"]),

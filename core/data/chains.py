@@ -3,7 +3,9 @@
 Why strict: a chain with no answer or an unknown stage would silently train the wrong expert,
 so reading reports the file, line and fix instead of guessing. Two JSONL layouts are read:
 flat keys ({"question", "analysis", "guidance", "answer"}) or a list
-({"question", "stages": [{"stage": "analysis", "text": ...}, ...]}).
+({"question", "stages": [{"stage": "analysis", "text": ...}, ...]}). A chain has one of the
+shapes of core.stages.ChainShape: [answer], [analysis, answer], [analysis, guidance, answer], or
+guidance first, [guidance, answer] (flat layout: a record with guidance and answer only).
 """
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ def chain_from_dict(record: dict[str, Any], where: str = "chain") -> Chain:
     if not any(seg.stage is Stage.ANSWER for seg in segments):
         raise ChainFormatError(
             f"{where}: the chain has no answer stage; every chain needs a non-empty 'answer' "
-            "(the Safe Answer), optionally preceded by 'analysis' and 'guidance'."
+            "(the Safe Answer), optionally preceded by 'analysis', 'guidance' or both."
         )
     try:
         shape_of([seg.stage for seg in segments])

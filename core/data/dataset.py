@@ -4,9 +4,25 @@ Why one pass: a whole chain is one sequence; every token carries the stage it be
 forward trains each expert on its own segment (section 4). Step skipping hides an intermediate
 stage from every later stage with an explicit 4-D mask instead of building truncated copies.
 
-Position ids (DECISION, `DataConfig.compact_positions`, default on): when a stage is skipped,
-later tokens take the positions they would have in the truncated chain, so a skipped sample
-computes exactly what the materialised truncated chain would.
+Step skipping, exactly (what a skipped sample does and does not reproduce). For a sample whose
+kept stages are K (the chain minus its skipped stages S), the materialised truncated chain is
+question + K. One pass reproduces it token for token:
+- every position outside S (question, kept stages, closing tokens) gets the same logits as the
+  truncated chain, because the 4-D mask hides S from every later token and, with
+  `DataConfig.compact_positions` (DECISION, default on), later tokens take the positions they
+  would have in the truncated chain (RoPE sees the same distances);
+- every position outside S predicts the same next token with the same loss, transitions
+  included: the position that ends the last kept segment before a skipped run (the question's
+  last token, or the previous kept stage's end marker) predicts the next kept stage's start
+  marker (question -> answer, question -> guidance, analysis -> answer), as the truncated chain
+  teaches. See `skip_transition_edits`.
+What is not equivalent: a skipped stage's own tokens stay in the sample and keep their loss
+(so its expert still trains on them), computed as in the chain up to that stage; only its two
+transitions are dropped: the last kept position no longer predicts the skipped stage's start
+marker (it predicts the next kept one instead), and the end marker that closes the skipped run
+predicts nothing. (With analysis and guidance both skipped, analysis -> guidance stays trained
+as in the full chain; guidance then sees only the question.) The skipped sample's loss is therefore the truncated chain's loss plus the skipped
+stages' inner tokens. Without compact positions the labels still match, the logits do not.
 """
 from __future__ import annotations
 
@@ -131,6 +147,27 @@ def draw_choices(seed: int, epoch: int, index: int, p_skip: float, sample: Encod
     return SampleChoices(question_expert, skipped)
 
 
+def skip_transition_edits(sample: EncodedChain, skipped: tuple[Stage, ...]) -> list[tuple[int, int]]:
+    """(label index, new label) pairs that make a skipped sample teach the truncated chain's
+    transitions (labels are unshifted: labels[i] is the target of the logits at i - 1).
+
+    For each run of skipped stages followed by a kept stage K: the label at the run's first start
+    marker (predicted from the last kept position) becomes K's start marker, and the label at K's
+    start marker (predicted from the skipped stage's end marker) is ignored. O(stages), no loop
+    over tokens, so the collate hot path stays vectorised.
+    """
+    edits: list[tuple[int, int]] = []
+    run_entry: int | None = None
+    for stage, (start, _end) in sorted(sample.spans.items(), key=lambda item: item[1][0]):
+        if stage in skipped:
+            run_entry = start if run_entry is None else run_entry
+            continue
+        if run_entry is not None:
+            edits += [(run_entry, sample.input_ids[start]), (start, IGNORE_INDEX)]
+            run_entry = None
+    return edits
+
+
 @dataclass
 class Batch:
     """Collated micro-batch. Shapes: (batch, seq) except attention_mask (batch, 1, seq, seq)
@@ -180,6 +217,8 @@ def collate(
             keep[row, end:, start:end] = False
             if compact_positions:
                 positions[row, end:] -= end - start
+        for index, label in skip_transition_edits(sample, choice.skipped):
+            labels[row, index] = label
     question_expert = torch.tensor([c.question_expert for c in choices], dtype=torch.long)
     if keep is None:
         mask = valid.long()

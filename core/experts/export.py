@@ -9,9 +9,17 @@ Layout of an export folder:
     token_rows.safetensors       trained rows of the marker tokens (embedding, untied head)
     tokenizer files              the tokenizer with the marker tokens
 
+    token_gates.safetensors      token-level baselines only (moe_token, mixlora): each wrapped
+                                 layer's gate weight (experts x in), keyed by layer name
+
 A PEFT user: load the base, `apply_token_rows(model, folder)`, then
 `PeftModel.from_pretrained(model, folder/experts/answer, adapter_name="answer")`, load "shared" and
 activate both.
+
+Token-level baselines have no PEFT form: a learned gate that mixes LoRA experts per token has
+no equivalent in PEFT's LoRA (PEFT mixes adapters with fixed weights). Their experts are still
+written as PEFT adapters (mix weight 1, no gate), and the gates beside them; `load_mote_model`
+restores both, and only it (or MoTE Studio) reproduces the trained model.
 """
 from __future__ import annotations
 
@@ -33,12 +41,30 @@ FORMAT_VERSION = 1
 MOTE_FILE = "mote.json"
 ROWS_FILE = "token_rows.safetensors"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+GATES_FILE = "token_gates.safetensors"
 
 
 def expert_mix_weights(mote: MoteModel) -> dict[str, float]:
     """Each expert's fixed mixing weight (stage experts alpha, shared 1 - alpha, single LoRA 1)."""
     layout = mote.layout
+    if layout.token_gate:  # the weights are the gate's, per token: none is fixed
+        return {name: 1.0 for name in layout.names}
     return {name: (1.0 - layout.alpha) if name == SHARED_EXPERT else layout.stage_weight for name in layout.names}
+
+
+def _method_name(mote: MoteModel) -> str:
+    if mote.layout.token_gate:
+        return "token-gate"
+    return "mote" if mote.layout.step_experts else "single-lora"
+
+
+def token_gate_state(mote: MoteModel) -> dict[str, torch.Tensor]:
+    """Wrapped layer name -> its gate weight (experts, in); empty without token gates."""
+    return {
+        name: mote.model.get_submodule(name).token_gate.weight.detach().cpu().contiguous()
+        for name in mote.wrapped_modules
+        if mote.model.get_submodule(name).token_gate is not None
+    }
 
 
 def export_mote(mote: MoteModel, folder: str | Path, *, base_model: str, extra: dict[str, Any] | None = None) -> Path:
@@ -53,10 +79,13 @@ def export_mote(mote: MoteModel, folder: str | Path, *, base_model: str, extra: 
         if mote.token_rows.head is not None:
             rows["head"] = mote.token_rows.head.detach().cpu()
         save_file({k: v.contiguous() for k, v in rows.items()}, str(folder / ROWS_FILE))
+    gates = token_gate_state(mote)
+    if gates:
+        save_file(gates, str(folder / GATES_FILE))
     mote.tokenizer.save_pretrained(folder)
     manifest = {
         "format_version": FORMAT_VERSION,
-        "method": "mote" if mote.layout.step_experts else "single-lora",
+        "method": _method_name(mote),
         "base_model": base_model,
         "stages": {stage.name.lower(): STAGE_LABELS[stage] for stage in Stage},
         "markers": mote.marker_ids,
@@ -69,6 +98,8 @@ def export_mote(mote: MoteModel, folder: str | Path, *, base_model: str, extra: 
         "wrapped_modules": mote.wrapped_modules,
         "trained_token_ids": [] if mote.token_rows is None else mote.token_rows.token_ids.tolist(),
         "token_rows_file": ROWS_FILE if mote.token_rows is not None else None,
+        "token_gates_file": GATES_FILE if gates else None,
+        "peft_equivalent": not gates,
         **(extra or {}),
     }
     (folder / MOTE_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -144,5 +175,20 @@ def load_mote_model(folder: str | Path, base: PreTrainedModel) -> MoteModel:
                 layer = mote.model.get_submodule(layer_name)
                 layer.lora_A[index].copy_(tensors[f"base_model.model.{layer_name}.lora_A.weight"])
                 layer.lora_B[:, index].copy_(tensors[f"base_model.model.{layer_name}.lora_B.weight"])
+        _load_token_gates(mote, folder, manifest)
     mote.model.eval()
     return mote
+
+
+def _load_token_gates(mote: MoteModel, folder: Path, manifest: dict[str, Any]) -> None:
+    if not mote.layout.token_gate:
+        return
+    name = manifest.get("token_gates_file")
+    if not name or not (folder / name).exists():
+        raise FileNotFoundError(
+            f"{folder} holds a token-gated model but no {GATES_FILE}: re-export the run; the experts "
+            "alone cannot reproduce it."
+        )
+    gates = load_file(str(folder / name))
+    for layer_name in mote.wrapped_modules:
+        mote.model.get_submodule(layer_name).token_gate.weight.copy_(gates[layer_name])

@@ -11,6 +11,9 @@ All experts are computed together: A is stored as (E, r, in) and B as (out, E, r
 whole layer is two matmuls, x -> (E*r) -> out, with the gates scaling each expert's r-block in
 between. No loop over tokens or experts. Init and scaling follow PEFT's LoRA (A Kaiming-
 uniform, B zero, scale lora_alpha / r), so zero B is exactly the base model.
+
+Token-level baselines (moe_token, mixlora) give the layer a `TokenGate`: g then comes from the
+gate, per token, and the router's gates only mark padding (core/experts/token_gate.py).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from core.experts.routing import ExpertRouter
+from core.experts.token_gate import TokenGate
 
 
 class StepExpertLinear(nn.Module):
@@ -34,8 +38,10 @@ class StepExpertLinear(nn.Module):
         rank: int,
         lora_alpha: float,
         dropout: float = 0.0,
+        token_gate: TokenGate | None = None,
     ) -> None:
         super().__init__()
+        self.token_gate = token_gate
         self.base_layer = base_layer
         self.router = router
         self.rank = rank
@@ -99,6 +105,10 @@ class StepExpertLinear(nn.Module):
         if self._folded:
             return F.linear(x, self._folded_weight, self.base_layer.bias)
         gates = self.router.gates
+        valid = None
+        if self.token_gate is not None:  # router gates are only the padding mask here
+            valid = None if gates is None else gates[..., 0] > 0
+            gates = self.token_gate(x, valid)
         if gates is None:
             raise RuntimeError(
                 "A MoTE layer ran without routing: call the model through MoteModel.forward "
@@ -111,6 +121,8 @@ class StepExpertLinear(nn.Module):
         b = self.lora_B.reshape(self.lora_B.shape[0], -1)
         hidden = F.linear(self.dropout(x).to(a.dtype), a)
         hidden = hidden.unflatten(-1, (self.num_experts, self.rank))
+        if self.token_gate is not None:
+            self.token_gate.observe_features(hidden, valid)
         hidden = hidden * (gates.to(hidden.dtype) * self.scaling).unsqueeze(-1)
         update = F.linear(hidden.flatten(-2), b)
         return result + update.to(result.dtype)

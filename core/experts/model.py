@@ -17,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from core.config import ExpertConfig, QuestionRouting
 from core.experts.layer import StepExpertLinear
 from core.experts.routing import ExpertLayout, ExpertRouter
+from core.experts.token_gate import TokenGate
 from core.stages import ALL_MARKERS, END_MARKERS, START_MARKERS, Stage
 from core.experts.token_rows import TokenRows, install_token_rows
 
@@ -72,17 +73,31 @@ def attach_step_experts(model: nn.Module, config: ExpertConfig, router: ExpertRo
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         layer = StepExpertLinear(
-            linear, router=router, rank=config.rank, lora_alpha=config.lora_alpha, dropout=config.dropout
+            linear, router=router, rank=config.rank, lora_alpha=config.lora_alpha, dropout=config.dropout,
+            token_gate=_token_gate(linear, config, router),
         )
         setattr(parent, child, layer)
         router.layers.append(layer)
     return sorted(targets)
 
 
+def _token_gate(linear: nn.Linear, config: ExpertConfig, router: ExpertRouter) -> TokenGate | None:
+    """A learned gate for one layer under the token-level baselines, else None (step routing)."""
+    if not router.layout.token_gate:
+        return None
+    gate = TokenGate(
+        linear.in_features, num_experts=router.layout.num_experts, top_k=config.gate_top_k,
+        losses=router.gate_losses, with_contrastive=config.contrastive_loss_weight > 0,
+    )
+    return gate.to(linear.weight.device)
+
+
 def mark_only_experts_trainable(model: nn.Module) -> None:
-    """Freeze everything but expert A/B matrices and the new token rows."""
+    """Freeze everything but expert A/B matrices, token gates and the new token rows."""
     for name, param in model.named_parameters():
-        param.requires_grad = ".lora_A" in name or ".lora_B" in name or name.endswith(("rows.embed", "rows.head"))
+        param.requires_grad = (
+            ".lora_A" in name or ".lora_B" in name or ".token_gate." in name or name.endswith(("rows.embed", "rows.head"))
+        )
 
 
 def expert_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from core.config import ExpertConfig, QuestionRouting
+from core.experts.token_gate import TOKEN_GATE_EXPERTS, GateLosses
 from core.stages import CHAIN_STAGES, PAD_STAGE_ID, QUESTION_STAGE_ID, Stage
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 SHARED_EXPERT = "shared"
 SINGLE_EXPERT = "lora"
+TOKEN_EXPERT_PREFIX = "expert_"
 _FIXED_ROUTES = {
     QuestionRouting.ANALYSIS: Stage.ANALYSIS,
     QuestionRouting.GUIDANCE: Stage.GUIDANCE,
@@ -39,13 +41,20 @@ class ExpertLayout:
     step_experts: bool = True
     shared_expert: bool = True
     alpha: float = 0.5
+    token_gate: bool = False
+    """Experts mixed per token by learned gates (moe_token, mixlora): the stage gates computed
+    here are then only the padding mask, and the layers' TokenGates give the weights."""
 
     @classmethod
     def from_config(cls, config: ExpertConfig) -> ExpertLayout:
+        if config.token_gate:
+            return cls(step_experts=False, shared_expert=False, alpha=config.alpha, token_gate=True)
         return cls(config.step_experts, config.shared_expert and config.step_experts, config.alpha)
 
     @property
     def names(self) -> tuple[str, ...]:
+        if self.token_gate:
+            return tuple(f"{TOKEN_EXPERT_PREFIX}{index}" for index in range(TOKEN_GATE_EXPERTS))
         if not self.step_experts:
             return (SINGLE_EXPERT,)
         steps = tuple(stage.name.lower() for stage in CHAIN_STAGES)
@@ -77,6 +86,8 @@ class ExpertLayout:
         question_routing is RANDOM (drawn by the dataset, so a resumed run draws the same).
         """
         not_pad = (stage_ids != PAD_STAGE_ID).unsqueeze(-1).float()
+        if self.token_gate:
+            return not_pad.expand(*not_pad.shape[:-1], self.num_experts).clone()
         if not self.step_experts:
             return not_pad.clone()
         if bool((stage_ids == int(Stage.CHECK)).any()) or bool((stage_ids < PAD_STAGE_ID).any()):
@@ -127,6 +138,7 @@ class ExpertRouter:
         self.folded_gate: torch.Tensor | None = None
         self._holds_buffers = False
         self.enabled = True
+        self.gate_losses = GateLosses()  # filled by the layers' TokenGates (token-level baselines)
 
     @contextlib.contextmanager
     def route(self, gates: torch.Tensor) -> Iterator[None]:
@@ -150,7 +162,10 @@ class ExpertRouter:
             self.enabled = previous
 
     def fold(self, gate: torch.Tensor) -> None:
-        """Fold one gate vector (num_experts,) into every layer; no-op when already folded."""
+        """Fold one gate vector (num_experts,) into every layer; no-op when already folded, and
+        under learned token gates (their weights change per token: nothing fixed to fold)."""
+        if self.layout.token_gate:
+            return
         if self.folded_gate is not None and torch.equal(self.folded_gate, gate):
             return
         for layer in self.layers:

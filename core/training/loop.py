@@ -25,6 +25,7 @@ from core.training.checkpoint import TrainState, checkpoint_dir, latest_checkpoi
 from core.config import DataConfig, TrainConfig
 from core.data.dataset import IGNORE_INDEX, Batch, EncodedChain, collate, draw_choices
 from core.experts.model import MoteModel, expert_state_dict
+from core.experts.token_gate import GateLosses
 
 
 class ProgressReporter(Protocol):
@@ -196,16 +197,42 @@ def _resume(mote: MoteModel, optimizer, scheduler, path: Path) -> TrainState:
     return state
 
 
-def _forward_loss(session: TrainingSession, batch: Batch, token_count: int) -> torch.Tensor:
-    gates = session.mote.gates(batch.stage_ids, training=True, question_expert=batch.question_expert)
-    with session.mote.router.route(gates.to(batch.input_ids.device)):
-        with session.accelerator.autocast():
+@dataclass
+class StepLosses:
+    """One micro-batch's losses (detached): the language-model loss, which is what `loss` logs
+    for every method, and the token gates' auxiliary losses (0 without token gates)."""
+
+    lm: torch.Tensor
+    balance: torch.Tensor
+    contrastive: torch.Tensor
+
+
+def _auxiliary_loss(mote: MoteModel, collected: GateLosses) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(weighted sum to add to the loss, balance term, contrastive term) of the token gates."""
+    balance, contrastive = collected.balance(), collected.contrastive()
+    weighted = mote.config.balance_loss_weight * balance + mote.config.contrastive_loss_weight * contrastive
+    return weighted, balance.detach(), contrastive.detach()
+
+
+def _forward_loss(session: TrainingSession, batch: Batch, token_count: int, micro_batches: int) -> StepLosses:
+    """Forward and backward of one micro-batch. The LM loss is scaled so the step's update is the
+    global token mean; each auxiliary loss is a per-forward mean, so it is averaged over the
+    step's micro-batches."""
+    mote = session.mote
+    gates = mote.gates(batch.stage_ids, training=True, question_expert=batch.question_expert)
+    with mote.router.route(gates.to(batch.input_ids.device)):
+        with mote.router.gate_losses.collect() as collected, session.accelerator.autocast():
             logits = session.module(
                 input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
             ).logits
         loss = token_loss_sum(logits, batch.labels) * session.accelerator.num_processes / token_count
-        session.accelerator.backward(loss)  # inside route(): recomputed layers see the same gates
-    return loss.detach()
+        total = loss
+        balance = contrastive = torch.zeros(())
+        if collected.balance_terms:  # token-gated methods only: step routing adds nothing
+            weighted_aux, balance, contrastive = _auxiliary_loss(mote, collected)
+            total = loss + weighted_aux.to(loss.device) / micro_batches
+        session.accelerator.backward(total)  # inside route(): recomputed layers see the same gates
+    return StepLosses(loss.detach(), balance, contrastive)
 
 
 def train_step(session: TrainingSession, batches: list[Batch]) -> dict[str, float]:
@@ -216,11 +243,15 @@ def train_step(session: TrainingSession, batches: list[Batch]) -> dict[str, floa
     token_count = int(acc.reduce(local_tokens, "sum")) if acc.num_processes > 1 else int(local_tokens)
     session.module.train()
     total = torch.zeros((), device=acc.device)
+    balance, contrastive = torch.zeros(()), torch.zeros(())
     for index, batch in enumerate(batches):
         last = index == len(batches) - 1
         sync = contextlib.nullcontext() if last or acc.num_processes == 1 else acc.no_sync(session.module)
         with sync:
-            total += _forward_loss(session, batch.to(acc.device), max(1, token_count))
+            losses = _forward_loss(session, batch.to(acc.device), max(1, token_count), len(batches))
+        total += losses.lm
+        balance += losses.balance.cpu() / len(batches)
+        contrastive += losses.contrastive.cpu() / len(batches)
     if session.max_grad_norm > 0:
         acc.clip_grad_norm_([p for p in session.module.parameters() if p.requires_grad], session.max_grad_norm)
     lr = session.scheduler.get_last_lr()[0]
@@ -229,7 +260,10 @@ def train_step(session: TrainingSession, batches: list[Batch]) -> dict[str, floa
     session.optimizer.zero_grad(set_to_none=True)
     loss = float(acc.reduce(total, "sum")) / acc.num_processes if acc.num_processes > 1 else float(total)
     elapsed = time.perf_counter() - started
-    return {"loss": loss, "learning_rate": lr, "tokens_per_second": token_count / max(elapsed, 1e-9), "step_seconds": elapsed}
+    metrics = {"loss": loss, "learning_rate": lr, "tokens_per_second": token_count / max(elapsed, 1e-9), "step_seconds": elapsed}
+    if session.mote.layout.token_gate:  # this process's values: logged, not used for the update
+        metrics |= {"balance_loss": float(balance), "contrastive_loss": float(contrastive)}
+    return metrics
 
 
 def save(session: TrainingSession, output_dir: Path) -> Path:
