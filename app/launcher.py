@@ -13,6 +13,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+from app.exposure import is_loopback_host, listen_urls, public_without_login_message, public_without_login_warning
 from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 
 DEFAULT_HOST = "127.0.0.1"
@@ -30,10 +31,14 @@ class ServeOptions:
     auth: list[tuple[str, str]] | None = None
     outbound: OutboundPolicy = LOOPBACK_ONLY
     """Hosts and key variables that UI and API callers may use (judges, generator endpoints)."""
+    insecure_public: bool = False
+    """The operator accepts serving beyond loopback with no login (--insecure-public)."""
 
     def check(self) -> None:
         if self.share and not self.auth:
             raise ValueError(SHARE_NEEDS_AUTH)
+        if not self.auth and not self.insecure_public and not is_loopback_host(self.host):
+            raise ValueError(public_without_login_message(self.host))
         if not (1 <= self.port <= 65535):
             raise ValueError(f"--port {self.port} is not a TCP port: use 1-65535 (default {DEFAULT_PORT}).")
 
@@ -83,6 +88,18 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def _print_urls(running: RunningApp, options: ServeOptions, home) -> None:
+    """The URLs the app really answers on (every interface address on 0.0.0.0, not Gradio's
+    'localhost'), and a warning when it does so with no login."""
+    urls = listen_urls(options.host, options.port)
+    if options.share and running.share_url:
+        urls.append(running.share_url)
+    print(f"MoTE Studio at {', '.join(urls)} (data directory {home}). Ctrl-C stops the app; "
+          "running jobs keep running and are picked up again at the next start.", flush=True)
+    if not options.auth and not is_loopback_host(options.host):
+        print(public_without_login_warning(options.host), flush=True)
+
+
 def serve_app(queue, options: ServeOptions) -> int:
     """Start the job queue and the app; block until Ctrl-C or SIGTERM. Running jobs keep running."""
     from app.services import Services
@@ -92,8 +109,7 @@ def serve_app(queue, options: ServeOptions) -> int:
     _stop_on_sigterm()
     try:
         running = start_app(Services(queue, outbound=options.outbound), options, prevent_thread_lock=True)
-        print(f"MoTE Studio at {running.local_url} (data directory {queue.home}). Ctrl-C stops the app; "
-              "running jobs keep running and are picked up again at the next start.", flush=True)
+        _print_urls(running, options, queue.home)
         running.demo.block_thread()
     except KeyboardInterrupt:  # stopped while still starting (block_thread handles it afterwards)
         pass
