@@ -14,6 +14,7 @@ import signal
 from dataclasses import dataclass, field
 
 from app.exposure import is_loopback_host, listen_urls, public_without_login_message, public_without_login_warning
+from app.upload_folder import use_upload_folder
 from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 
 DEFAULT_HOST = "127.0.0.1"
@@ -59,6 +60,7 @@ def start_app(services, options: ServeOptions, *, prevent_thread_lock: bool = Tr
 
     options.check()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    use_upload_folder(services.home)  # before build_ui: Gradio reads the folder when Blocks are built
     demo = build_ui(services)
     exports = services.home / EXPORTS_DIR
     exports.mkdir(parents=True, exist_ok=True)
