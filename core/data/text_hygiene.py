@@ -13,7 +13,9 @@ ordinary in right-to-left text and unable to reorder what follows).
 """
 from __future__ import annotations
 
+import functools
 import re
+import sys
 import unicodedata
 
 #: Terminal escape sequences removed whole, so no '[31m' is left behind: CSI (ESC [ ... final
@@ -41,23 +43,37 @@ def _is_invisible(char: str) -> bool:
     return False
 
 
-def _lone_surrogate(text: str) -> str | None:
-    return next((char for char in text if unicodedata.category(char) == "Cs"), None)
+@functools.cache
+def _invisible_characters() -> re.Pattern[str]:
+    """One character class of every stripped code point (built once: a regex strips a 16 Mi
+    character field in milliseconds, where a per-character loop takes seconds)."""
+    ranges: list[list[int]] = []
+    for code in range(sys.maxunicode + 1):
+        if _is_invisible(chr(code)):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    parts = (re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in ranges)
+    return re.compile("[" + "".join(parts) + "]+")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_BIDI_CONTROL = re.compile("[" + "".join(sorted(BIDI_CONTROLS)) + "]")
 
 
 def clean_text(text: str, what: str = "text") -> str:
     """`text` without control and invisible characters; raises UnsafeText for a lone surrogate
     or a bidi control. `what` names the field in the reason ('question', 'id', ...)."""
-    surrogate = _lone_surrogate(text)
+    surrogate = _LONE_SURROGATE.search(text)
     if surrogate is not None:
-        raise UnsafeText(f"{what} holds a lone surrogate (U+{ord(surrogate):04X}), which is not valid Unicode: "
-                         "fix the row, or re-save the file as UTF-8")
-    bidi = next((char for char in text if char in BIDI_CONTROLS), None)
+        raise UnsafeText(f"{what} holds a lone surrogate (U+{ord(surrogate.group()):04X}), which is not valid "
+                         "Unicode: fix the row, or re-save the file as UTF-8")
+    bidi = _BIDI_CONTROL.search(text)
     if bidi is not None:
-        raise UnsafeText(f"{what} holds a bidi control character (U+{ord(bidi):04X}), which can make the text "
-                         "display in another order than a model reads it: remove it")
-    text = _ANSI_ESCAPE.sub("", text)
-    return "".join(char for char in text if not _is_invisible(char))
+        raise UnsafeText(f"{what} holds a bidi control character (U+{ord(bidi.group()):04X}), which can make the "
+                         "text display in another order than a model reads it: remove it")
+    return _invisible_characters().sub("", _ANSI_ESCAPE.sub("", text))
 
 
 def has_visible_text(text: str) -> bool:
