@@ -60,9 +60,12 @@ def _url(address: str, port: int) -> str:
 
 
 def _interface_addresses(family: socket.AddressFamily) -> list[str]:
-    addresses = [a.address for entries in psutil.net_if_addrs().values() for a in entries if a.family == family]
-    loopback_first = sorted(dict.fromkeys(addresses), key=lambda a: not ipaddress.ip_address(a.split("%")[0]).is_loopback)
-    return [a for a in loopback_first if not ipaddress.ip_address(a.split("%")[0]).is_link_local]
+    """This machine's addresses of one family, loopback first; link-local ones (fe80::) are left
+    out, since a URL to them only works with the interface named."""
+    found = [a.address for entries in psutil.net_if_addrs().values() for a in entries if a.family == family]
+    parsed = {address: ipaddress.ip_address(address.split("%")[0]) for address in found}
+    usable = [address for address, ip in parsed.items() if not ip.is_link_local]
+    return sorted(usable, key=lambda address: not parsed[address].is_loopback)
 
 
 def listen_urls(host: str, port: int) -> list[str]:

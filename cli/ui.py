@@ -39,8 +39,9 @@ def parse_auth(value: str | None) -> list[tuple[str, str]] | None:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
-    """--host --port --share --auth --insecure-public and the outbound policy. `suppress` (on the `ui` verb itself) leaves the values given
-    before the verb in place unless the flag is repeated after it."""
+    """--host --port --share --auth --insecure-public and the outbound policy. `suppress` (on the
+    `ui` verb itself) leaves the values given before the verb in place unless the flag is repeated
+    after it."""
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
 

@@ -186,6 +186,15 @@ def test_a_latin1_file_gets_a_hint_to_resave_as_utf8(tmp_path, capsys):
     assert "not UTF-8" in reasons(report)[3] and "re-save the file as UTF-8" in reasons(report)[3]
 
 
+def test_a_garbled_header_is_cut_short_with_a_hint_to_resave_as_utf8(tmp_path):
+    source = tmp_path / "garbled.csv"
+    source.write_bytes(b"\x00" * 5000 + b"\nWhat is bread?\n")
+    with pytest.raises(QuestionImportError) as refused:
+        import_questions(source)
+    message = str(refused.value)
+    assert "the names hold invisible characters: re-save the file as UTF-8" in message and len(message) < 600
+
+
 def test_a_parquet_error_names_the_file_but_not_the_server_path(tmp_path):
     upload = tmp_path / "gradio" / "0123abcd"
     upload.mkdir(parents=True)

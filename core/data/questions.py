@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from core.data.atomic_write import write_bytes_atomically
-from core.data.question_readers import NESTED_TOO_DEEPLY, QuestionImportError, _RawRow, _read_source, _Table
+from core.data.question_readers import (
+    NESTED_TOO_DEEPLY,
+    RESAVE_AS_UTF8,
+    QuestionImportError,
+    _RawRow,
+    _read_source,
+    _Table,
+)
 from core.data.text_hygiene import UnsafeText, clean_text, has_visible_text
 from core.paths import ASSETS_DIR
 
@@ -160,10 +167,28 @@ def _find_column(columns: list[str], candidates: tuple[str, ...]) -> str | None:
     return next((lowered[c] for c in candidates if c in lowered), None)
 
 
+def _columns_found(columns: list[str], shown: int = 20, width: int = 40) -> str:
+    """The columns for an error message: a few, each cut short, and a hint when a name holds
+    characters no header would (a file in another encoding read as UTF-8)."""
+    if not columns:
+        return "none"
+    names = ", ".join(repr(c if len(c) <= width else c[:width] + "...") for c in columns[:shown])
+    more = f" and {len(columns) - shown} more" if len(columns) > shown else ""
+    hint = f" (the names hold invisible characters: {RESAVE_AS_UTF8})" if any(map(_garbled, columns)) else ""
+    return names + more + hint
+
+
+def _garbled(name: str) -> bool:
+    try:
+        return clean_text(name) != name
+    except UnsafeText:
+        return True
+
+
 def _context(mapping: ColumnMapping, table: _Table, stem: str, source: str,
              default_kind: QuestionKind | None, max_chars: int) -> _Context:
     """Resolve the mapping against the columns found, or say which columns exist and how to map one."""
-    found = ", ".join(repr(c) for c in table.columns) or "none"
+    found = _columns_found(table.columns)
     for role in ("question", "id", "kind", "category"):
         named = getattr(mapping, role)
         if named is not None and named not in table.columns:
@@ -282,7 +307,8 @@ def _question_from_row(row: _RawRow, ctx: _Context) -> Question:
         id=(_cell_text(record.get(ctx.mapping.id), "id") if ctx.mapping.id else "") or f"{ctx.stem}-{row.number}",
         text=text, kind=kind,
         category=_cell_text(record.get(ctx.mapping.category), "category") if ctx.mapping.category else "",
-        source=(_cell_text(record.get(ctx.source_column), "source") if ctx.source_column else "") or _clean(ctx.source, "source"),
+        source=(_cell_text(record.get(ctx.source_column), "source") if ctx.source_column else "")
+        or _clean(ctx.source, "source"),
         messages=messages if messages is not None else _sibling_messages(record, ctx, text))
 
 
@@ -349,8 +375,8 @@ def _jsonl_bytes(questions: list[Question]) -> bytes:
         try:
             lines.append((json.dumps(question.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
         except UnicodeEncodeError as error:
-            raise ValueError(f"Question {question.id!r} holds text that cannot be written as UTF-8 "
-                             f"({error.reason}); import it through import_questions, which rejects such rows.") from None
+            raise ValueError(f"Question {question.id!r} holds text that cannot be written as UTF-8 ({error.reason}); "
+                             "import it through import_questions, which rejects such rows.") from None
     return b"".join(lines)
 
 
