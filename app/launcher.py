@@ -13,6 +13,8 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+from app.exposure import is_loopback_host, listen_urls, public_without_login_message, public_without_login_warning
+from app.upload_folder import use_upload_folder
 from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 
 DEFAULT_HOST = "127.0.0.1"
@@ -30,10 +32,14 @@ class ServeOptions:
     auth: list[tuple[str, str]] | None = None
     outbound: OutboundPolicy = LOOPBACK_ONLY
     """Hosts and key variables that UI and API callers may use (judges, generator endpoints)."""
+    insecure_public: bool = False
+    """The operator accepts serving beyond loopback with no login (--insecure-public)."""
 
     def check(self) -> None:
         if self.share and not self.auth:
             raise ValueError(SHARE_NEEDS_AUTH)
+        if not self.auth and not self.insecure_public and not is_loopback_host(self.host):
+            raise ValueError(public_without_login_message(self.host))
         if not (1 <= self.port <= 65535):
             raise ValueError(f"--port {self.port} is not a TCP port: use 1-65535 (default {DEFAULT_PORT}).")
 
@@ -54,6 +60,7 @@ def start_app(services, options: ServeOptions, *, prevent_thread_lock: bool = Tr
 
     options.check()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    use_upload_folder(services.home)  # before build_ui: Gradio reads the folder when Blocks are built
     demo = build_ui(services)
     exports = services.home / EXPORTS_DIR
     exports.mkdir(parents=True, exist_ok=True)
@@ -83,6 +90,18 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def _print_urls(running: RunningApp, options: ServeOptions, home) -> None:
+    """The URLs the app really answers on (every interface address on 0.0.0.0, not Gradio's
+    'localhost'), and a warning when it does so with no login."""
+    urls = listen_urls(options.host, options.port)
+    if options.share and running.share_url:
+        urls.append(running.share_url)
+    print(f"MoTE Studio at {', '.join(urls)} (data directory {home}). Ctrl-C stops the app; "
+          "running jobs keep running and are picked up again at the next start.", flush=True)
+    if not options.auth and not is_loopback_host(options.host):
+        print(public_without_login_warning(options.host), flush=True)
+
+
 def serve_app(queue, options: ServeOptions) -> int:
     """Start the job queue and the app; block until Ctrl-C or SIGTERM. Running jobs keep running."""
     from app.services import Services
@@ -92,8 +111,7 @@ def serve_app(queue, options: ServeOptions) -> int:
     _stop_on_sigterm()
     try:
         running = start_app(Services(queue, outbound=options.outbound), options, prevent_thread_lock=True)
-        print(f"MoTE Studio at {running.local_url} (data directory {queue.home}). Ctrl-C stops the app; "
-              "running jobs keep running and are picked up again at the next start.", flush=True)
+        _print_urls(running, options, queue.home)
         running.demo.block_thread()
     except KeyboardInterrupt:  # stopped while still starting (block_thread handles it afterwards)
         pass

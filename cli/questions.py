@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 VERBS = ("questions", "stats")
@@ -62,6 +63,10 @@ def import_set(args: argparse.Namespace) -> int:
 
     report = import_questions(args.file, ColumnMapping(question=args.column))
     print(report.summary())
+    if not report.questions:
+        print(f"error: no usable question in {args.file}: nothing was saved. Fix the rejected rows, or name the "
+              "question column with --column.", file=sys.stderr)
+        return 1
     if args.out:
         print(f"Saved to {save_questions_jsonl(report.questions, args.out)}")
     return 0

@@ -1,6 +1,6 @@
 """`launch.py [ui]`: serve the Gradio app, with the job queue running in this process.
 
-`ui` is the default verb: its flags (--host --port --share --auth) are also accepted before any
+`ui` is the default verb: its flags (--host --port --share --auth --insecure-public) are also accepted before any
 verb, so `python launch.py --port 9000` serves the app.
 """
 from __future__ import annotations
@@ -39,8 +39,9 @@ def parse_auth(value: str | None) -> list[tuple[str, str]] | None:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
-    """--host --port --share --auth. `suppress` (on the `ui` verb itself) leaves the values given
-    before the verb in place unless the flag is repeated after it."""
+    """--host --port --share --auth --insecure-public and the outbound policy. `suppress` (on the
+    `ui` verb itself) leaves the values given before the verb in place unless the flag is repeated
+    after it."""
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
 
@@ -48,7 +49,11 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, suppress: bool = Fa
     parser.add_argument("--port", type=int, default=default(DEFAULT_PORT), help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--share", action="store_true", default=default(False),
                         help="also publish a temporary public gradio.live link (needs --auth)")
-    parser.add_argument("--auth", default=default(None), help="login USER:PASS, or a file with one USER:PASS per line")
+    parser.add_argument("--auth", default=default(None), help="login USER:PASS, or a file with one USER:PASS per line "
+                        "(required with a --host beyond loopback, e.g. 0.0.0.0, unless --insecure-public)")
+    parser.add_argument("--insecure-public", action="store_true", default=default(False),
+                        help="serve beyond loopback with NO login (anyone who can reach the port can start jobs "
+                             "and read the data directory); only on a network you trust")
     parser.add_argument("--allow-judge-host", action="append", default=default([]), metavar="HOST[:PORT]",
                         help="a host that judge and generator URLs from the UI/API may name (repeatable; loopback is "
                              "always allowed; also MOTE_ALLOWED_JUDGE_HOSTS=h1,h2)")
@@ -64,7 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def server_options(args: argparse.Namespace) -> ServeOptions:
     """The app's ServeOptions from --host/--port/--share/--auth (an --auth file is read here)."""
-    return ServeOptions(args.host, args.port, args.share, parse_auth(args.auth), outbound_policy(args))
+    return ServeOptions(args.host, args.port, args.share, parse_auth(args.auth), outbound_policy(args),
+                        insecure_public=getattr(args, "insecure_public", False))
 
 
 def outbound_policy(args: argparse.Namespace) -> OutboundPolicy:

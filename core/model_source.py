@@ -34,7 +34,8 @@ SOURCE_RECORD = "mote_source.json"
 HOME_ENV = "MOTE_HOME"
 #: "org/name": one slash, no leading '.', '/', '~'; anything else path-like is checked locally.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-#: A partial conversion folder older than this was left by a killed run and may be removed.
+#: A partial conversion folder older than this was left by a killed run (even if its pid now
+#: names another process) and may be removed.
 _STALE_PARTIAL_S = 600
 
 
@@ -94,10 +95,36 @@ def _folder_size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _partial_is_stale(partial: Path) -> bool:
+    """Left by a killed conversion: its writer (the pid in `.NAME.partial-PID-NS`) is gone, or it
+    is older than _STALE_PARTIAL_S (the pid may have been reused since)."""
+    try:
+        pid = int(partial.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
+        age = time.time() - partial.stat().st_mtime
+    except (IndexError, ValueError, OSError):
+        return False
+    return pid != os.getpid() and (not _pid_alive(pid) or age > _STALE_PARTIAL_S)
+
+
 def _remove_stale_partials(models_dir: Path) -> None:
-    """Delete half-written conversions left by a killed run (they are never renamed in)."""
+    """Delete half-written conversions left by a killed run (they are never renamed in); one a
+    live process is still writing is left alone."""
+    if not models_dir.is_dir():
+        return
     for partial in models_dir.glob(f".{DEFAULT_MODEL_DIRNAME}.partial-*"):
-        if time.time() - partial.stat().st_mtime > _STALE_PARTIAL_S:
+        if _partial_is_stale(partial):
             shutil.rmtree(partial, ignore_errors=True)
 
 
@@ -130,6 +157,7 @@ def ensure_default_model(home: Path, say: Callable[[str], None] = print) -> Path
     conversion never leaves a half folder that would later look complete.
     """
     target = ensure_home(home, say) / "models" / DEFAULT_MODEL_DIRNAME
+    _remove_stale_partials(target.parent)  # also once converted: a kill may have raced a finished run
     if (target / "config.json").is_file():
         return target
     if target.exists():
@@ -139,7 +167,6 @@ def ensure_default_model(home: Path, say: Callable[[str], None] = print) -> Path
         )
     gguf, version = _bundled_gguf()
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(target.parent)
     say(
         f"Converting the bundled SmolLM2-135M-Instruct (GGUF, 98 MB) to safetensors in {target} "
         "— one time, under a minute ..."

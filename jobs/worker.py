@@ -75,7 +75,7 @@ def run_train(ctx: WorkerContext) -> Outcome:
     ctx.say(f"Training {spec.mote.method.value} on {len(chains)} chains with {spec.mote.model}; run folder {run_dir}")
     setup = setup_run(spec.mote, chains, home=ctx.home, say=ctx.say)
     reporter = TrainingReporter(ctx.sessions, ctx.job.id, run_id, run_dir) if ctx.is_main else None
-    result = run_training(setup, run_dir, resume=True, reporter=reporter, should_stop=ctx.stop)
+    result = run_training(setup, run_dir, resume=True, reporter=reporter, should_stop=ctx.stop, say=ctx.say)
     if reporter is not None:
         reporter.close()
         with ctx.sessions.begin() as session:

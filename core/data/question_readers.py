@@ -3,6 +3,13 @@
 Why a module of its own: each format has its own failure modes (a broken line, a bad byte, a
 missing split); here they become rows with a `problem`, so one bad row never aborts a file and
 `core.data.questions` can report it with its row number.
+
+Hostile input, row by row: a JSONL line or CSV cell nested deeper than Python's JSON reader allows
+rejects only itself; a CSV field may hold up to MAX_CSV_FIELD_CHARS characters, a longer one
+rejects its row. Text is UTF-8 (a UTF-8 BOM is skipped); UTF-16 with a byte-order mark is decoded
+too, and other encodings (Latin-1, UTF-16 without a BOM) get a hint to re-save the file as UTF-8.
+Messages name a file by its name only: an app upload lives under a server temp path that is
+no business of the user.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 SUPPORTED_FORMATS = (
@@ -21,6 +29,12 @@ SUPPORTED_FORMATS = (
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _SAVED_DATASET_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # what undecodable bytes become under surrogateescape
+#: The longest CSV/TSV field read (16 Mi characters); Python's csv default is 128 KiB. A longer
+#: field rejects its row. (Questions longer than import_questions' max_chars are rejected anyway.)
+MAX_CSV_FIELD_CHARS = 16 * 1024 * 1024
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+RESAVE_AS_UTF8 = "re-save the file as UTF-8 (e.g. in a spreadsheet: Save As, CSV UTF-8)"
+NESTED_TOO_DEEPLY = "nested too deeply (more levels of [ or { than Python's JSON reader allows)"
 
 
 class QuestionImportError(ValueError):
@@ -49,6 +63,35 @@ def _strip_bom(data: bytes) -> bytes:
     return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
 
 
+def _has_utf16_bom(data: bytes) -> bool:
+    return data.startswith(_UTF16_BOMS)
+
+
+def _decode_utf16(data: bytes, name: str) -> str:
+    """A file with a UTF-16 byte-order mark (what some spreadsheets save as 'Unicode text')."""
+    try:
+        return data.decode("utf-16")
+    except UnicodeDecodeError as error:
+        raise QuestionImportError(f"{name}: starts like UTF-16 but is not valid UTF-16 at byte {error.start}; "
+                                  f"{RESAVE_AS_UTF8}.") from None
+
+
+def _nul_share(half: bytes) -> float:
+    return half.count(0) / max(len(half), 1)
+
+
+def _refuse_utf16_without_bom(data: bytes, name: str) -> None:
+    """NULs in nearly every other byte (and almost none in the others) at the start: UTF-16 text
+    with no byte-order mark, which would otherwise read as one garbled column. A run of NULs
+    planted in a row fills both halves and is left to reject its own row."""
+    head = data[:512]
+    if len(head) < 8:
+        return
+    even, odd = _nul_share(head[0::2]), _nul_share(head[1::2])
+    if max(even, odd) >= 0.9 and min(even, odd) <= 0.1:
+        raise QuestionImportError(f"{name} looks like UTF-16 text without a byte-order mark; {RESAVE_AS_UTF8}.")
+
+
 def _record_row(number: int, record: Any, columns: dict[str, None]) -> _RawRow:
     if not isinstance(record, dict):
         return _RawRow(number, None, f"not a JSON object (got {type(record).__name__})")
@@ -56,55 +99,105 @@ def _record_row(number: int, record: Any, columns: dict[str, None]) -> _RawRow:
     return _RawRow(number, record)
 
 
+def _jsonl_lines(path: Path) -> list[bytes | str]:
+    data = path.read_bytes()
+    if _has_utf16_bom(data):
+        return _decode_utf16(data, path.name).split("\n")
+    _refuse_utf16_without_bom(data, path.name)
+    return _strip_bom(data).split(b"\n")
+
+
 def _read_jsonl(path: Path) -> _Table:
     """Decode line by line, so one bad line rejects only itself."""
     rows: list[_RawRow] = []
     columns: dict[str, None] = {}
-    for number, raw in enumerate(_strip_bom(path.read_bytes()).split(b"\n"), start=1):
+    for number, raw in enumerate(_jsonl_lines(path), start=1):
         if not raw.strip():
             continue
         try:
-            rows.append(_record_row(number, json.loads(raw.decode("utf-8")), columns))
+            rows.append(_record_row(number, json.loads(raw if isinstance(raw, str) else raw.decode("utf-8")), columns))
         except UnicodeDecodeError as error:
-            rows.append(_RawRow(number, None, f"undecodable: invalid UTF-8 at byte {error.start + 1} of the line"))
+            rows.append(_RawRow(number, None, f"undecodable: invalid UTF-8 at byte {error.start + 1} of the line "
+                                              f"({RESAVE_AS_UTF8})"))
         except json.JSONDecodeError as error:
             rows.append(_RawRow(number, None, f"undecodable: invalid JSON ({error.msg} at column {error.colno})"))
+        except RecursionError:
+            rows.append(_RawRow(number, None, NESTED_TOO_DEEPLY))
     return _Table(list(columns), rows)
 
 
 def _read_json(path: Path) -> _Table:
+    """One document, so a fault in it is the file's: the messages point to JSONL, where it is a row's."""
+    data, name = path.read_bytes(), path.name
     try:
-        parsed = json.loads(_strip_bom(path.read_bytes()).decode("utf-8"))
+        text = _decode_utf16(data, name) if _has_utf16_bom(data) else _strip_bom(data).decode("utf-8")
+        parsed = json.loads(text)
     except UnicodeDecodeError as error:
         raise QuestionImportError(
-            f"{path}: invalid UTF-8 at byte {error.start}; re-save it as UTF-8, or as JSONL where a "
+            f"{name}: invalid UTF-8 at byte {error.start}; {RESAVE_AS_UTF8}, or save it as JSONL where a "
             "bad line only rejects that row.") from None
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":  # JSON Lines saved under a .json name
             return _read_jsonl(path)
         raise QuestionImportError(
-            f"{path}: invalid JSON ({error.msg} at line {error.lineno}, column {error.colno}); fix it, "
+            f"{name}: invalid JSON ({error.msg} at line {error.lineno}, column {error.colno}); fix it, "
             "or save one object per line as .jsonl so a bad line only rejects that row.") from None
+    except RecursionError:
+        raise QuestionImportError(
+            f"{name}: an item is {NESTED_TOO_DEEPLY}; remove it, or save one object per line as .jsonl "
+            "so such a line only rejects that row.") from None
     if not isinstance(parsed, list):
         raise QuestionImportError(
-            f"{path} holds a JSON {type(parsed).__name__}, not a list of objects; save the rows as "
+            f"{name} holds a JSON {type(parsed).__name__}, not a list of objects; save the rows as "
             "a JSON list ([{...}, ...]) or as JSONL (one object per line).")
     columns: dict[str, None] = {}
     rows = [_record_row(number, record, columns) for number, record in enumerate(parsed, start=1)]
     return _Table(list(columns), rows)
 
 
+def _csv_text(path: Path) -> str:
+    """Bad UTF-8 bytes survive decoding as surrogates, so only the rows holding them are rejected."""
+    data = path.read_bytes()
+    if _has_utf16_bom(data):
+        return _decode_utf16(data, path.name)
+    _refuse_utf16_without_bom(data, path.name)
+    return _strip_bom(data).decode("utf-8", errors="surrogateescape")
+
+
+def _csv_records(reader: Any) -> Iterator[list[str] | str]:
+    """Each record's cells, or the reason it could not be parsed (the reader goes on after it)."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            if "field larger than field limit" in str(error):
+                yield (f"a field is longer than {MAX_CSV_FIELD_CHARS:,} characters, the most a CSV/TSV "
+                       "field may hold")
+            else:
+                yield f"unreadable CSV ({error})"
+
+
 def _read_csv(path: Path, delimiter: str = ",") -> _Table:
-    """Bad bytes survive decoding as surrogates, so only the rows holding them are rejected."""
-    text = _strip_bom(path.read_bytes()).decode("utf-8", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    columns = [name.strip() for name in next(reader, [])]
+    # Process-wide, so it is only ever raised, never lowered below what other code set.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_FIELD_CHARS))
+    reader = csv.reader(io.StringIO(_csv_text(path), newline=""), delimiter=delimiter)
+    header = next(_csv_records(reader), [])
+    if isinstance(header, str):
+        raise QuestionImportError(f"{path.name}: the header row cannot be read: {header}.")
+    columns = [name.strip() for name in header]
+    if any(_SURROGATE.search(name) for name in columns):
+        raise QuestionImportError(f"{path.name}: the header row holds bytes that are not UTF-8 (the file is "
+                                  f"probably Latin-1 or Windows-1252); {RESAVE_AS_UTF8}.")
     rows: list[_RawRow] = []
-    for number, cells in enumerate(reader, start=2):  # spreadsheet numbering: header is row 1
-        if not any(cell.strip() for cell in cells):
+    for number, cells in enumerate(_csv_records(reader), start=2):  # spreadsheet numbering: header is row 1
+        if isinstance(cells, str):
+            rows.append(_RawRow(number, None, cells))
+        elif not any(cell.strip() for cell in cells):
             continue
-        if any(_SURROGATE.search(cell) for cell in cells):
-            rows.append(_RawRow(number, None, "undecodable: invalid UTF-8 bytes in this row"))
+        elif any(_SURROGATE.search(cell) for cell in cells):
+            rows.append(_RawRow(number, None, f"undecodable: bytes in this row are not UTF-8 ({RESAVE_AS_UTF8})"))
         else:
             rows.append(_RawRow(number, dict(zip(columns, cells))))  # a short row lacks columns
     return _Table(columns, rows)
@@ -122,7 +215,9 @@ def _read_parquet(path: Path) -> _Table:
     try:
         table = pq.read_table(path)
     except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-        raise QuestionImportError(f"{path} is not a readable Parquet file ({error}).") from None
+        reason = str(error).replace(str(path), path.name).replace(str(path.parent), "")
+        raise QuestionImportError(f"{path.name} is not a readable Parquet file ({reason}); check that it was "
+                                  "written as Parquet, or export the rows as CSV or JSONL.") from None
     return _Table(table.column_names, [_RawRow(i, r) for i, r in enumerate(table.to_pylist(), start=1)])
 
 
@@ -186,7 +281,7 @@ def _read_source(source: str | Path, split: str) -> tuple[_Table, str, str]:
         reader = _READERS.get(path.suffix.lower())
         if reader is None:
             raise QuestionImportError(
-                f"{path}: unsupported format '{path.suffix or '(no extension)'}'; supported: {SUPPORTED_FORMATS}.")
+                f"{path.name}: unsupported format '{path.suffix or '(no extension)'}'; supported: {SUPPORTED_FORMATS}.")
         return reader(path), path.stem, path.name
     if path.suffix.lower() not in _READERS and _HUB_ID.match(str(source)):
         return _read_hub(str(source), split), str(source).split("/")[-1], str(source)

@@ -9,6 +9,10 @@ Row numbers are the ones a person would look up: the line number for JSONL; the 
 for CSV/TSV (the header is row 1, so the first data row is row 2); the 1-based item or row index
 for a JSON list, Parquet and Hugging Face datasets.
 
+Text is cleaned as `core.data.text_hygiene` says: control and invisible characters are stripped
+from every saved field, a question with nothing visible left is rejected as empty, and a lone
+surrogate or a bidi control rejects its row. So every kept row can be saved as UTF-8.
+
 File formats are read by `core.data.question_readers`; duplicates across sets and train/eval leakage
 are found by `core.data.leakage`.
 """
@@ -21,7 +25,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from core.data.question_readers import QuestionImportError, _RawRow, _read_source, _Table
+from core.data.atomic_write import write_bytes_atomically
+from core.data.question_readers import (
+    NESTED_TOO_DEEPLY,
+    RESAVE_AS_UTF8,
+    QuestionImportError,
+    _RawRow,
+    _read_source,
+    _Table,
+)
+from core.data.text_hygiene import UnsafeText, clean_text, has_visible_text
 from core.paths import ASSETS_DIR
 
 BUNDLED_DIR = ASSETS_DIR / "questions"
@@ -154,10 +167,28 @@ def _find_column(columns: list[str], candidates: tuple[str, ...]) -> str | None:
     return next((lowered[c] for c in candidates if c in lowered), None)
 
 
+def _columns_found(columns: list[str], shown: int = 20, width: int = 40) -> str:
+    """The columns for an error message: a few, each cut short, and a hint when a name holds
+    characters no header would (a file in another encoding read as UTF-8)."""
+    if not columns:
+        return "none"
+    names = ", ".join(repr(c if len(c) <= width else c[:width] + "...") for c in columns[:shown])
+    more = f" and {len(columns) - shown} more" if len(columns) > shown else ""
+    hint = f" (the names hold invisible characters: {RESAVE_AS_UTF8})" if any(map(_garbled, columns)) else ""
+    return names + more + hint
+
+
+def _garbled(name: str) -> bool:
+    try:
+        return clean_text(name) != name
+    except UnsafeText:
+        return True
+
+
 def _context(mapping: ColumnMapping, table: _Table, stem: str, source: str,
              default_kind: QuestionKind | None, max_chars: int) -> _Context:
     """Resolve the mapping against the columns found, or say which columns exist and how to map one."""
-    found = ", ".join(repr(c) for c in table.columns) or "none"
+    found = _columns_found(table.columns)
     for role in ("question", "id", "kind", "category"):
         named = getattr(mapping, role)
         if named is not None and named not in table.columns:
@@ -198,8 +229,9 @@ def _messages(value: list) -> list[dict]:
         if not isinstance(role, str) or content is None:
             raise _Rejected(f"malformed messages: message {number} needs role/content (OpenAI) "
                             "or from/value (ShareGPT)")
-        role = role.strip().lower()
-        messages.append({"role": _ROLE_ALIASES.get(role, role), "content": _content_text(content)})
+        role = _clean(role, f"message {number}'s role").strip().lower()
+        content = _clean(_content_text(content), f"message {number}")
+        messages.append({"role": _ROLE_ALIASES.get(role, role), "content": content})
     if not any(m["role"] == "user" for m in messages):
         raise _Rejected("no user message in messages")
     return messages
@@ -211,10 +243,12 @@ def _question_text(value: Any, column: str) -> tuple[str, list[dict] | None]:
             value = json.loads(value)
         except json.JSONDecodeError:
             raise _Rejected("malformed messages: the cell is not a JSON list of messages") from None
+        except RecursionError:
+            raise _Rejected(f"malformed messages: the cell is {NESTED_TOO_DEEPLY}") from None
     if value is None:
         return "", None
     if isinstance(value, str):
-        return value.strip(), None
+        return _clean(value, "question").strip(), None
     if isinstance(value, list):
         messages = _messages(value)
         return [m for m in messages if m["role"] == "user"][-1]["content"].strip(), messages
@@ -235,15 +269,22 @@ def _sibling_messages(record: dict[str, Any], ctx: _Context, text: str) -> list[
     return messages if last_user == text else None
 
 
-def _cell_text(value: Any) -> str:
-    return "" if value is None else str(value).strip()
+def _clean(text: str, what: str) -> str:
+    try:
+        return clean_text(text, what)
+    except UnsafeText as unsafe:
+        raise _Rejected(str(unsafe)) from None
+
+
+def _cell_text(value: Any, what: str = "cell") -> str:
+    return "" if value is None else _clean(str(value), what).strip()
 
 
 def _kind(value: Any, default: QuestionKind | None) -> QuestionKind | None:
-    if not _cell_text(value):
+    if not _cell_text(value, "kind"):
         return default
     try:
-        return QuestionKind(_cell_text(value).lower())
+        return QuestionKind(_cell_text(value, "kind").lower())
     except ValueError:
         allowed = ", ".join(kind.value for kind in QuestionKind)
         raise _Rejected(f"invalid kind {value!r} (use {allowed})") from None
@@ -257,14 +298,17 @@ def _question_from_row(row: _RawRow, ctx: _Context) -> Question:
     text, messages = _question_text(record.get(ctx.mapping.question), ctx.mapping.question)
     if not normalise(text):
         raise _Rejected("empty question")
+    if not has_visible_text(text):
+        raise _Rejected("empty question: it holds only invisible characters (spaces, marks or format characters)")
     if len(text) > ctx.max_chars:
         raise _Rejected(f"over-long question ({len(text)} characters; max_chars is {ctx.max_chars})")
     kind = _kind(record.get(ctx.mapping.kind) if ctx.mapping.kind else None, ctx.default_kind)
     return Question(
-        id=(_cell_text(record.get(ctx.mapping.id)) if ctx.mapping.id else "") or f"{ctx.stem}-{row.number}",
+        id=(_cell_text(record.get(ctx.mapping.id), "id") if ctx.mapping.id else "") or f"{ctx.stem}-{row.number}",
         text=text, kind=kind,
-        category=_cell_text(record.get(ctx.mapping.category)) if ctx.mapping.category else "",
-        source=(_cell_text(record.get(ctx.source_column)) if ctx.source_column else "") or ctx.source,
+        category=_cell_text(record.get(ctx.mapping.category), "category") if ctx.mapping.category else "",
+        source=(_cell_text(record.get(ctx.source_column), "source") if ctx.source_column else "")
+        or _clean(ctx.source, "source"),
         messages=messages if messages is not None else _sibling_messages(record, ctx, text))
 
 
@@ -297,6 +341,9 @@ def import_questions(source: str | Path, mapping: ColumnMapping | None = None, *
         except _Rejected as rejection:
             rejected.append(RejectedRow(row.number, str(rejection)))
             continue
+        except RecursionError:  # a value nested deep enough to survive parsing but not walking
+            rejected.append(RejectedRow(row.number, NESTED_TOO_DEEPLY))
+            continue
         first_row_of_text[question.key] = first_row_of_id[question.id] = row.number
         questions.append(question)
     return ImportReport(questions, rejected, name)
@@ -322,14 +369,22 @@ def load_question_set(name_or_path: str | Path) -> ImportReport:
         "(use import_questions for a hub dataset).")
 
 
+def _jsonl_bytes(questions: list[Question]) -> bytes:
+    lines = []
+    for question in questions:
+        try:
+            lines.append((json.dumps(question.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
+        except UnicodeEncodeError as error:
+            raise ValueError(f"Question {question.id!r} holds text that cannot be written as UTF-8 ({error.reason}); "
+                             "import it through import_questions, which rejects such rows.") from None
+    return b"".join(lines)
+
+
 def save_questions_jsonl(questions: list[Question], path: str | Path) -> Path:
     """Write one JSON object per line (id, question, kind, category, source[, messages]); the file
-    reads back with import_questions / load_question_set. Written via a temp file so a crash
-    cannot leave half a set behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    lines = (json.dumps(q.to_dict(), ensure_ascii=False) + "\n" for q in questions)
-    partial.write_text("".join(lines), encoding="utf-8")
-    partial.replace(path)
-    return path
+    reads back with import_questions / load_question_set. Encoded whole first, then written
+    atomically (core.data.atomic_write), so a bad row or a crash leaves no file and no half set;
+    an empty list is refused, since a set with no question is never what was meant."""
+    if not questions:
+        raise ValueError(f"No question to save to {Path(path).name}: every row was rejected or the list is empty.")
+    return write_bytes_atomically(path, _jsonl_bytes(questions))

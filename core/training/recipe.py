@@ -8,6 +8,7 @@ checkpoints/ and export/.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from core.data.dataset import EncodedChain, encode_chains
 from core.experts.export import export_mote, load_mote_model, read_manifest
 from core.experts.model import MoteModel, build_mote_model
 from core.model_source import inference_placement, load_base_model
+from core.data.atomic_write import write_bytes_atomically
+from core.training.checkpoint import latest_checkpoint
 from core.training.loop import ProgressReporter, TrainResult, train_experts
 
 Say = Callable[[str], None]
@@ -52,16 +55,44 @@ def setup_run(config: MoteConfig, chains: list[Chain], *, home: Path | None = No
 
 
 class _MetricsFile:
-    """Appends one JSON line per step, and forwards to another reporter."""
+    """Appends one JSON line per step, and forwards to another reporter.
+
+    Why `keep_steps_up_to`: a resumed run replays the steps after its checkpoint, which were
+    already logged before the kill; dropping them first keeps one line per step."""
 
     def __init__(self, path: Path, forward: ProgressReporter | None) -> None:
         self.path, self.forward = path, forward
+
+    def keep_steps_up_to(self, step: int) -> None:
+        """Drop the lines of steps after `step` (and a torn last line), atomically."""
+        if not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_bytes().splitlines(keepends=True):
+            try:
+                logged = json.loads(line).get("step")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(logged, int) and logged <= step:
+                kept.append(line if line.endswith(b"\n") else line + b"\n")
+        if not kept:
+            self.path.unlink()
+        else:
+            write_bytes_atomically(self.path, b"".join(kept))
 
     def on_step(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": step, **metrics}) + "\n")
         if self.forward is not None:
             self.forward.on_step(step, total_steps, metrics)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The step a checkpoint folder (checkpoints/step-0000012) was saved at."""
+    found = re.match(r"step-(\d+)", Path(checkpoint).name)
+    if found is None:
+        raise ValueError(f"{checkpoint} is not a checkpoint folder (named step-NNNNNNN).")
+    return int(found.group(1))
 
 
 def run_training(
@@ -71,18 +102,25 @@ def run_training(
     resume: bool = True,
     reporter: ProgressReporter | None = None,
     should_stop: Callable[[], bool] | None = None,
+    say: Say = print,
 ) -> TrainResult:
-    """Fit (resuming from the run's last checkpoint when there is one) and export when done."""
+    """Fit (resuming from the run's last checkpoint when there is one, and saying so) and export
+    when done. metrics.jsonl keeps one line per step across resumes."""
     from accelerate import PartialState
 
     main = PartialState().is_main_process  # under several processes only rank 0 writes files
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = latest_checkpoint(run_dir) if resume else None
+    metrics = _MetricsFile(run_dir / "metrics.jsonl", reporter)
     if main:
         (run_dir / "config.yaml").write_text(setup.config.to_yaml(), encoding="utf-8")
+        metrics.keep_steps_up_to(checkpoint_step(resume_from) if resume_from else 0)
+        if resume_from is not None:
+            say(f"Resumed from step {checkpoint_step(resume_from)} (checkpoint {resume_from})")
     result = train_experts(
         setup.mote, setup.samples, setup.config.train, setup.config.data, run_dir,
-        resume=resume, reporter=_MetricsFile(run_dir / "metrics.jsonl", reporter), should_stop=should_stop,
+        resume=resume_from or False, reporter=metrics, should_stop=should_stop,
     )
     if not result.stopped and main:
         extra = {"training": {"method": setup.config.method.value, "steps": result.steps, "final_loss": result.losses[-1] if result.losses else None, "data": vars(setup.config.data)}}

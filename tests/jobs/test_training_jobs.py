@@ -2,6 +2,7 @@
 checkpoint, kill -9 then recover and resume from the saved step (issue 4, must-show a-c)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -93,3 +94,7 @@ def test_killed_worker_is_interrupted_on_restart_and_retry_resumes_from_checkpoi
         run = session.scalars(select(TrainingRun)).one()
         assert session.scalar(select(func.count()).select_from(Metric)) == max_steps  # re-logged steps not duplicated
     assert run.final_step == max_steps and run.export_path
+    logged = [json.loads(line)["step"] for line in Path(run.run_dir, "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, max_steps + 1))  # issue 19: replayed steps written once
+    log = Path(job_row(second, retry_id).log_path).read_text()
+    assert f"Resumed from step {saved_step} (checkpoint {saved})" in log
