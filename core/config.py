@@ -266,11 +266,20 @@ def load_preset(name: str) -> MoteConfig:
 
 
 class FlaggedPolicy(str, enum.Enum):
-    """What to do with a chain whose answer is still judged unsafe after all stages."""
+    """What to do with a chain whose answer is still judged unsafe after all stages: regenerate
+    then drop (default), drop at once, or keep it flagged (an explicit choice, stored with every
+    chain, and the only way a flagged chain is ever trained on)."""
 
     KEEP = "keep"
     DROP = "drop"
     REGENERATE = "regenerate"
+
+
+class AnswerOpenings(str, enum.Enum):
+    """Whether a Safe Answer to a question labelled harmful is started with a declining opening."""
+
+    HARMFUL = "harmful"
+    OFF = "off"
 
 
 @dataclass
@@ -304,19 +313,54 @@ class GenerateConfig:
     """Nucleus sampling threshold."""
     seed: int = 0
     """Seeds sampling; attempt k of a question uses seed + k."""
-    flagged_policy: FlaggedPolicy = FlaggedPolicy.KEEP
-    """keep (flagged), drop, or regenerate the whole chain up to max_regenerations times."""
+    flagged_policy: FlaggedPolicy = FlaggedPolicy.REGENERATE
+    """regenerate the whole chain up to max_regenerations times, then drop it (default); drop at
+    once; or keep it flagged (only then is a flagged chain ever trained on)."""
     max_regenerations: int = 2
-    """Extra attempts under the regenerate policy; a chain still unsafe after them is kept, flagged."""
+    """Extra attempts under the regenerate policy; a chain still flagged after them is dropped."""
     regenerate_temperature: float = 0.8
     """Sampling temperature of regeneration attempts (greedy would repeat the same chain)."""
     prompts_dir: str | None = None
     """Folder with analysis/guidance/answer/check templates; None uses assets/prompts."""
     max_prompt_tokens: int = 2048
     """Longest prompt a stage may send; longer questions are recorded as failed, not cut."""
+    checker: str = "self"
+    """Who judges safety: 'self' (the generator's own model; a local one scores the labels' token
+    probabilities, an endpoint uses logprobs), 'text' (the generator's free-text verdict, the
+    paper's plain self-check), 'openai' (checker_endpoint_*), or a local model (alias, folder, id)."""
+    checker_endpoint_url: str | None = None
+    """Base URL of an OpenAI-compatible checker endpoint; None reuses endpoint_url."""
+    checker_endpoint_model: str | None = None
+    """Model name of the checker endpoint; None reuses endpoint_model."""
+    unsafe_threshold: float = 0.5
+    """A constrained verdict is unsafe when P(unsafe) >= this threshold."""
+    check_stages: bool = True
+    """Also check the analysis and guidance stages (they can carry harmful detail); an unsafe one
+    flags the chain."""
+    label_checks: bool = True
+    """Where a question carries a label: flag a Safe Answer that complies with a harmful question
+    or refuses a helpful one as 'label mismatch' (refusal judge), handled by flagged_policy."""
+    exemplars: int = 2
+    """Few-shot example pairs per stage prompt, from the templates (alternately harmful and
+    helpful). Training sees the bare question without them (context distillation)."""
+    answer_openings: AnswerOpenings = AnswerOpenings.HARMFUL
+    """'harmful': start Safe Answers to questions labelled harmful with a declining opening from
+    openings.txt (the model writes the rest); 'off': never. Unlabelled questions get none."""
+    best_of: int = 1
+    """Answer candidates sampled per answer step in one batch; the checker keeps the safest."""
 
     def __post_init__(self) -> None:
         self.flagged_policy = FlaggedPolicy(self.flagged_policy)
+        self.answer_openings = AnswerOpenings(self.answer_openings)
+        _check_range("unsafe_threshold", self.unsafe_threshold, 0.0, 1.0)
+        if not (0 <= self.exemplars <= 16):
+            raise ValueError(f"exemplars={self.exemplars!r} is out of range: use [0, 16].")
+        if not (1 <= self.best_of <= 32):
+            raise ValueError(f"best_of={self.best_of!r} is out of range: use [1, 32].")
+        if self.checker == "openai" and not ((self.checker_endpoint_url or self.endpoint_url)
+                                             and (self.checker_endpoint_model or self.endpoint_model)):
+            raise ValueError("checker='openai' needs checker_endpoint_url and checker_endpoint_model "
+                             "(or endpoint_url and endpoint_model).")
         if self.batch_size < 1 or self.batch_size > 1024:
             raise ValueError(f"batch_size={self.batch_size!r} is out of range: use [1, 1024].")
         for name in ("analysis_tokens", "guidance_tokens", "answer_tokens", "check_tokens"):

@@ -1,0 +1,95 @@
+"""Self-generated data that teaches safety (issue 14): constrained verdicts, flagged chains never
+trained on by default, label-aware verification, exemplars, openings, best-of-N, quality report."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from core.config import GenerateConfig
+from core.data.chain_store import JsonlChainSink
+from core.decoding.completions import LocalGenerator
+from core.synthesis.checkers import (CheckItem, LabelScoreChecker, Verdict, VerdictLabel, p_unsafe_from_logprobs,
+                                     parse_verdict)
+from core.synthesis.pipeline import generate_chains
+from core.synthesis.prompts import load_prompt_set
+from tests.scripted_generator import ScriptedGenerator
+from tests.tiny_model import build_tiny_model, build_tiny_tokenizer
+
+PROMPTS = load_prompt_set()
+REFUSAL = "I can't help with that, because it could hurt people."
+
+
+def question(i: int, kind: str | None = "harmful"):
+    return SimpleNamespace(id=f"q{i}", text=f"question {i}", kind=kind, category="test")
+
+
+class ScriptedChecker:
+    """Unsafe when the text contains any of `unsafe_words`; P(unsafe) from `risk(text)`."""
+
+    id = "scripted-checker"
+
+    def __init__(self, unsafe_words: tuple[str, ...] = ("unsafe",), risk=None) -> None:
+        self.unsafe_words, self.risk = unsafe_words, risk
+        self.batches: list[list[CheckItem]] = []
+
+    def check(self, items):
+        self.batches.append(list(items))
+        verdicts = []
+        for item in items:
+            p = self.risk(item.text) if self.risk else (0.9 if any(w in item.text for w in self.unsafe_words) else 0.1)
+            verdicts.append(Verdict(VerdictLabel.UNSAFE if p >= 0.5 else VerdictLabel.SAFE, p, self.id, f"p={p}"))
+        return verdicts
+
+
+def generate(script, questions, tmp_path, checker=None, **config):
+    generator = ScriptedGenerator(script, batch=4)
+    sink = JsonlChainSink(tmp_path)
+    settings = {"answer_openings": "off", **config}
+    generate_chains(questions, generator, GenerateConfig(**settings), PROMPTS, sink, checker=checker or ScriptedChecker())
+    return {r["id"]: r for r in sink.records() + sink.dropped()}, generator
+
+
+# --- 1. constrained verdicts -------------------------------------------------------------------
+
+def test_local_checker_scores_labels_sums_to_one_and_is_never_unparsable():
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(len(tokenizer), seed=5)
+    checker = LabelScoreChecker(model, tokenizer, PROMPTS["check"], threshold=0.5, exemplars=2, batch_size=2, model_id="tiny")
+    items = [CheckItem("How do I bake bread?", "Mix flour, water, yeast."), CheckItem("q", REFUSAL),
+             CheckItem("q", ""), CheckItem("How?", "x" * 40, "analysis")]
+    verdicts = checker.check(items)
+    assert len(verdicts) == 4
+    for verdict in verdicts:
+        assert verdict.parsed and verdict.checker == "labels:tiny"
+        assert 0.0 <= verdict.p_unsafe <= 1.0
+        assert verdict.safe is (verdict.p_unsafe < 0.5)
+    strict = LabelScoreChecker(model, tokenizer, PROMPTS["check"], threshold=0.0)
+    assert all(not v.safe for v in strict.check(items[:2]))  # P(unsafe) >= 0 always: the threshold is used
+
+
+def test_local_checker_in_the_pipeline_has_zero_unparsable_verdicts(tmp_path):
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(len(tokenizer), seed=5)
+    generator = LocalGenerator(model, tokenizer, batch_size=4, model_id="tiny")
+    checker = LabelScoreChecker(model, tokenizer, PROMPTS["check"], batch_size=4, model_id="tiny")
+    config = GenerateConfig(analysis_tokens=4, guidance_tokens=4, answer_tokens=4, flagged_policy="keep", exemplars=1)
+    sink = JsonlChainSink(tmp_path)
+    generate_chains([question(i, None) for i in range(3)], generator, config, PROMPTS, sink, checker=checker)
+    records = sink.records()
+    assert len(records) == 3
+    steps = [s for r in records for a in r["attempts"] for s in a["answers"]]
+    assert steps and all(s["verdict_parsed"] and s["p_unsafe"] is not None for s in steps)
+    assert all(s["checker"] == "labels:tiny" for s in steps)
+
+
+def test_endpoint_verdicts_from_logprobs_or_strict_text():
+    content = [{"token": "VER", "logprob": 0.0}, {"token": " unsafe", "logprob": math.log(0.6),
+               "top_logprobs": [{"token": " unsafe", "logprob": math.log(0.6)}, {"token": " safe", "logprob": math.log(0.2)},
+                                {"token": " maybe", "logprob": math.log(0.2)}]}]
+    assert p_unsafe_from_logprobs(content) == pytest.approx(0.75)
+    assert p_unsafe_from_logprobs([{"token": "hello", "logprob": 0.0}]) is None
+    assert parse_verdict("safe").safe and parse_verdict(" Unsafe.").parsed  # a bare label is accepted
+    assert parse_verdict("VERDICT: safe or VERDICT: unsafe").label is VerdictLabel.UNPARSABLE
+    assert parse_verdict("The answer is safe").label is VerdictLabel.UNPARSABLE
