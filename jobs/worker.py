@@ -70,6 +70,18 @@ def _store_question_set_once(sessions: sessionmaker[Session], name: str, source:
 
 
 def load_training_chains(session: Session, config: dict) -> list:
+    """The chains a train job learns from; flagged chains only where their dataset chose keep."""
+    from core.data.chain_store import is_trainable
+
+    chains = _stored_training_chains(session, config)
+    trainable = [chain for chain in chains if is_trainable(chain.meta)]
+    if not trainable:
+        raise ValueError(f"All {len(chains)} chains are flagged unsafe (or dropped): regenerate the dataset, "
+                         "or generate with flagged_policy='keep' to train on flagged chains on purpose.")
+    return trainable
+
+
+def _stored_training_chains(session: Session, config: dict) -> list:
     from core.data.chains import bundled_sample_chains_path, chain_from_dict, load_chains_jsonl
 
     if config.get("chains"):

@@ -93,3 +93,58 @@ def test_endpoint_verdicts_from_logprobs_or_strict_text():
     assert parse_verdict("safe").safe and parse_verdict(" Unsafe.").parsed  # a bare label is accepted
     assert parse_verdict("VERDICT: safe or VERDICT: unsafe").label is VerdictLabel.UNPARSABLE
     assert parse_verdict("The answer is safe").label is VerdictLabel.UNPARSABLE
+
+
+# --- 3. flagged chains --------------------------------------------------------------------------
+
+def always_unsafe(request, count):
+    return "unsafe step-by-step" if request.stage == "answer" else f"{request.stage} text"
+
+
+def test_default_policy_regenerates_then_drops_and_keep_only_when_chosen(tmp_path):
+    from core.data.chain_store import is_trainable, trainable_records
+
+    records, _ = generate(always_unsafe, [question(1, None)], tmp_path / "default")
+    chain = records["q1"]
+    assert chain["flagged"] and chain["dropped"] and len(chain["attempts"]) == 3
+    assert chain["flag_reasons"] == ["unsafe answer"] and chain["flagged_policy"] == "regenerate"
+    assert not JsonlChainSink(tmp_path / "default").records()  # nothing trainable on file
+    kept, _ = generate(always_unsafe, [question(1, None)], tmp_path / "keep", flagged_policy="keep")
+    assert kept["q1"]["flagged"] and not kept["q1"]["dropped"] and kept["q1"]["keep_flagged"]
+    assert is_trainable(kept["q1"])
+    assert not is_trainable({**kept["q1"], "keep_flagged": False})  # flagged without the explicit choice
+    assert not is_trainable({**kept["q1"], "flag_set_by_user": True})
+    assert trainable_records([{"flagged": False}, {"flagged": True}]) == [{"flagged": False}]
+
+
+def test_training_skips_flagged_chains_unless_keep_was_chosen(tmp_path):
+    import json
+
+    from jobs.worker import load_training_chains
+
+    rows = [{"id": "a", "question": "q", "answer": "fine"},
+            {"id": "b", "question": "q", "answer": "bad", "flagged": True},
+            {"id": "c", "question": "q", "answer": "bad", "flagged": True, "keep_flagged": True}]
+    path = tmp_path / "chains.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [c.id for c in load_training_chains(None, {"chains": str(path)})] == ["a", "c"]
+    path.write_text(json.dumps(rows[1]) + "\n")
+    with pytest.raises(ValueError, match="flagged_policy='keep'"):
+        load_training_chains(None, {"chains": str(path)})
+
+
+def test_analysis_and_guidance_are_checked_by_the_same_checker(tmp_path):
+    def script(request, count):
+        if request.stage == "answer":
+            return ["unsafe answer", "unsafe answer", "fine answer"][count % 3]
+        return "unsafe detail" if request.stage == "guidance" else "calm analysis"
+    checker = ScriptedChecker()
+    records, _ = generate(script, [question(1, None)], tmp_path, checker=checker, flagged_policy="keep")
+    chain = records["q1"]
+    assert chain["shape"] == "analysis->guidance->answer"
+    checks = chain["attempts"][0]["stage_checks"]
+    assert checks["analysis"]["label"] == "safe" and checks["guidance"]["label"] == "unsafe"
+    assert checks["guidance"]["checker"] == "scripted-checker"
+    assert chain["flagged"] and chain["flag_reasons"] == ["unsafe guidance"]
+    checked_stages = [item.stage for batch in checker.batches for item in batch]
+    assert sorted(set(checked_stages)) == ["analysis", "answer", "guidance"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,25 @@ class JsonlChainSink:
 
     def dropped(self) -> list[dict[str, Any]]:
         return _read_records(self.dropped_path, repair=False)
+
+
+def is_trainable(record: Mapping[str, Any]) -> bool:
+    """Whether training may use a chain record (or a Chain's meta).
+
+    Why: a chain the checker still judged unsafe after every stage teaches the model to answer
+    unsafely. It is trained on only when the user explicitly chose the keep policy for its
+    dataset (recorded as keep_flagged); a chain a person flagged by hand, or a dropped one, never.
+    """
+    if record.get("dropped"):
+        return False
+    if not record.get("flagged"):
+        return True
+    return bool(record.get("keep_flagged")) and not record.get("flag_set_by_user")
+
+
+def trainable_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records training uses (see is_trainable)."""
+    return [record for record in records if is_trainable(record)]
 
 
 def chain_statistics(kept: list[dict[str, Any]], dropped: list[dict[str, Any]] | None = None, tokenizer=None) -> dict[str, Any]:
