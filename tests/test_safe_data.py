@@ -148,3 +148,27 @@ def test_analysis_and_guidance_are_checked_by_the_same_checker(tmp_path):
     assert chain["flagged"] and chain["flag_reasons"] == ["unsafe guidance"]
     checked_stages = [item.stage for batch in checker.batches for item in batch]
     assert sorted(set(checked_stages)) == ["analysis", "answer", "guidance"]
+
+
+# --- 4. label-aware verification ----------------------------------------------------------------
+
+def test_label_mismatch_is_detected_both_ways_and_handled_by_the_policy(tmp_path):
+    def script(request, count):
+        if request.stage != "answer":
+            return f"{request.stage} text"
+        return REFUSAL if "question 2" in request.messages[-1]["content"] else "Sure, here is how to do it."
+    questions = [question(1, "harmful"), question(2, "helpful"), question(3, None), question(4, "benign")]
+    records, _ = generate(script, questions, tmp_path, flagged_policy="drop")
+    harmful, helpful, unlabelled, benign = (records[f"q{i}"] for i in range(1, 5))
+    assert harmful["flag_reasons"] == ["label mismatch"] and harmful["dropped"] and not harmful["refused"]
+    assert helpful["flag_reasons"] == ["label mismatch"] and helpful["dropped"] and helpful["refused"]
+    assert not unlabelled["flagged"] and unlabelled["shape"] == "answer"
+    assert not benign["flagged"]
+    assert harmful["shape"] == "analysis->guidance->answer"  # a mismatch keeps the adaptive stages going
+    off, _ = generate(script, questions[:2], tmp_path / "off", label_checks=False)
+    assert not any(r["flagged"] for r in off.values())
+
+
+def test_a_declining_answer_to_a_harmful_question_passes(tmp_path):
+    records, _ = generate(lambda r, n: REFUSAL if r.stage == "answer" else "x", [question(1)], tmp_path)
+    assert not records["q1"]["flagged"] and records["q1"]["refused"] and records["q1"]["shape"] == "answer"
