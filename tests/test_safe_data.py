@@ -172,3 +172,32 @@ def test_label_mismatch_is_detected_both_ways_and_handled_by_the_policy(tmp_path
 def test_a_declining_answer_to_a_harmful_question_passes(tmp_path):
     records, _ = generate(lambda r, n: REFUSAL if r.stage == "answer" else "x", [question(1)], tmp_path)
     assert not records["q1"]["flagged"] and records["q1"]["refused"] and records["q1"]["shape"] == "answer"
+
+
+# --- 6. few-shot exemplars, context distillation -------------------------------------------------
+
+def test_exemplars_are_in_the_generation_prompt_and_absent_from_the_training_text(tmp_path, tiny_dir):
+    from core.config import DataConfig
+    from core.data.chains import chain_from_dict
+    from core.data.dataset import encode_chain
+    from tests.conftest import tiny_mote
+
+    def script(request, count):
+        return "fine answer" if request.stage == "answer" and count else f"{request.stage} text"
+    records, generator = generate(script, [question(1, None)], tmp_path, exemplars=2, label_checks=False,
+                                  checker=ScriptedChecker(unsafe_words=("answer text",)), flagged_policy="keep")
+    exemplar_user, exemplar_answer = PROMPTS["answer"].examples[0]
+    answer_prompts = [r.messages for r in generator.requests if r.stage == "answer"]
+    assert all(m[1]["content"] == exemplar_user and m[2]["content"] == exemplar_answer for m in answer_prompts)
+    assert sum(m["role"] == "assistant" for m in answer_prompts[0]) == 2  # two pairs: one harmful, one helpful
+    analysis_prompt = next(r.messages for r in generator.requests if r.stage == "analysis")
+    assert PROMPTS["analysis"].examples[1][1] in [m["content"] for m in analysis_prompt]
+    chain = chain_from_dict(records["q1"])
+    assert chain.shape.value == "analysis->answer"
+    mote = tiny_mote(tiny_dir)
+    text = mote.tokenizer.decode(encode_chain(chain, mote.tokenizer, DataConfig(), mote.marker_ids).input_ids)
+    assert "question 1" in text and "fine answer" in text
+    for absent in (exemplar_user, exemplar_answer, "neighbour", PROMPTS["answer"].sections["system"]):
+        assert absent not in text
+    none, generator = generate(script, [question(1, None)], tmp_path / "none", exemplars=0)
+    assert all(len(r.messages) == 2 for r in generator.requests)  # system + user only

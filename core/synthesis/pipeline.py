@@ -34,7 +34,7 @@ from core.synthesis.prompts import PromptSet
 from core.synthesis.verification import (Candidate, FlagReason, choose_candidate, label_mismatch, question_label,
                                          refuses)
 
-__all__ = ["Completion", "CompletionRequest", "TextGenerator", "ChainSink", "generate_chains", "parse_verdict"]
+__all__ = ["Completion", "CompletionRequest", "TextGenerator", "ChainSink", "Verdict", "generate_chains", "parse_verdict"]
 
 
 @dataclass
