@@ -201,3 +201,28 @@ def test_exemplars_are_in_the_generation_prompt_and_absent_from_the_training_tex
         assert absent not in text
     none, generator = generate(script, [question(1, None)], tmp_path / "none", exemplars=0)
     assert all(len(r.messages) == 2 for r in generator.requests)  # system + user only
+
+
+# --- 7. label-conditioned answer openings ---------------------------------------------------------
+
+def test_harmful_questions_get_a_declining_opening_the_model_continues(tmp_path):
+    from core.synthesis.prompts import load_openings
+
+    openings = load_openings()
+    assert len(openings) >= 3 and all(not o.startswith("#") for o in openings)
+    checker = ScriptedChecker()
+    script = lambda r, n: " it would hurt people. Try a safety course instead." if r.stage == "answer" else "x"
+    questions = [question(i) for i in range(1, 6)] + [question(6, None), question(7, "helpful")]
+    records, generator = generate(script, questions, tmp_path, checker=checker, answer_openings="harmful")
+    for i in range(1, 6):
+        chain = records[f"q{i}"]
+        assert chain["opening_given"] in openings and chain["answer"].startswith(chain["opening_given"])
+        assert chain["answer"].endswith("Try a safety course instead.") and not chain["flagged"]
+    assert len({records[f"q{i}"]["opening_given"] for i in range(1, 6)}) > 1  # varied across questions
+    assert records["q6"]["opening_given"] is None and records["q7"]["opening_given"] is None
+    prefixes = {r.key: r.response_prefix for r in generator.requests if r.stage == "answer"}
+    assert prefixes["q1"] == records["q1"]["opening_given"] and prefixes["q6"] == "" and prefixes["q7"] == ""
+    judged = {item.text for batch in checker.batches for item in batch}
+    assert records["q1"]["answer"] in judged  # the checker saw the whole answer, opening included
+    off, generator = generate(script, [question(1)], tmp_path / "off", answer_openings="off")
+    assert off["q1"]["opening_given"] is None and all(r.response_prefix == "" for r in generator.requests if r.stage == "answer")
