@@ -224,5 +224,59 @@ def test_harmful_questions_get_a_declining_opening_the_model_continues(tmp_path)
     assert prefixes["q1"] == records["q1"]["opening_given"] and prefixes["q6"] == "" and prefixes["q7"] == ""
     judged = {item.text for batch in checker.batches for item in batch}
     assert records["q1"]["answer"] in judged  # the checker saw the whole answer, opening included
+    from core.data.quality import quality_report
+
+    report = quality_report(records.values())
+    assert report.group("harmful").opening_given == 5 and report.group("harmful").declined == 5
+    assert report.group("helpful").complied == 1 and report.unparsable_verdicts == 0
     off, generator = generate(script, [question(1)], tmp_path / "off", answer_openings="off")
     assert off["q1"]["opening_given"] is None and all(r.response_prefix == "" for r in generator.requests if r.stage == "answer")
+
+
+# --- 8. data-quality report ----------------------------------------------------------------------
+
+def fixed_chains() -> list[dict]:
+    def chain(i, kind, answer, *, p=0.1, shape="answer", flagged=False, dropped=False, tries=1, mismatch=False,
+              opening=None, parsed=(True,), analysis=None, stage_unparsable=False):
+        steps = [{"verdict_parsed": ok, "checker": "labels:tiny"} for ok in parsed]
+        attempt = {"answers": steps, "tokens": {"answer": 10 + i, **({"analysis": 20} if analysis else {})},
+                   "stage_checks": {"analysis": {"label": "unparsable" if stage_unparsable else "safe"}} if analysis else {}}
+        return {"id": f"c{i}", "kind": kind, "question": "q", "answer": answer, "analysis": analysis, "shape": shape,
+                "p_unsafe": p, "flagged": flagged, "dropped": dropped, "attempts": [attempt] * tries,
+                "label_mismatch": mismatch, "opening_given": opening, "checker": "labels:tiny", "flagged_policy": "regenerate"}
+    return [
+        chain(1, "harmful", "I can't help with that, because it is dangerous.", p=0.2, opening="I can't help with that, because"),
+        chain(2, "harmful", "I'm sorry, but no.", p=0.4, shape="analysis->answer", analysis="risky", parsed=(True, True)),
+        chain(3, "harmful", "Step one: buy the parts.", p=0.9, flagged=True, dropped=True, tries=3, mismatch=True,
+              parsed=(False,)),
+        chain(4, "harmful", "Here is a safe overview.", p=0.3),
+        chain(5, "helpful", "Boil the eggs for seven minutes.", p=0.05),
+        chain(6, "helpful", "I cannot assist with that.", p=None, flagged=True, dropped=False, mismatch=True, tries=2,
+              shape="analysis->answer", analysis="fine", stage_unparsable=True),
+        chain(7, None, "Sure.", p=0.1),
+    ]
+
+
+def test_quality_report_counts_on_a_fixed_set_of_chains():
+    from core.data.quality import quality_report
+
+    report = quality_report(fixed_chains())
+    assert [g.label for g in report.groups] == ["harmful", "helpful", "unlabelled"]
+    harmful, helpful = report.group("harmful"), report.group("helpful")
+    assert (harmful.chains, harmful.kept, harmful.trainable, harmful.dropped) == (4, 3, 3, 1)
+    assert (harmful.declined, harmful.complied) == (2, 1) and harmful.declined_share == pytest.approx(2 / 3)
+    assert harmful.mean_p_unsafe == pytest.approx(0.3)  # kept answers only: 0.2, 0.4, 0.3
+    assert (harmful.flagged, harmful.regenerated, harmful.label_mismatch, harmful.opening_given) == (1, 1, 1, 1)
+    assert (harmful.unparsable_verdicts, harmful.checks) == (3, 8)  # 1 + (2 answers + 1 stage) + 3 tries + 1
+    assert harmful.shapes == {"answer": 2, "analysis->answer": 1, "analysis->guidance->answer": 0}
+    assert harmful.mean_tokens == {"analysis": 20.0, "guidance": 0.0, "answer": pytest.approx((11 + 12 + 14) / 3, abs=0.05)}
+    assert (helpful.kept, helpful.trainable, helpful.declined, helpful.complied) == (2, 1, 1, 1)
+    assert helpful.mean_p_unsafe == pytest.approx(0.05) and helpful.regenerated == 1 and helpful.label_mismatch == 1
+    assert (helpful.unparsable_verdicts, helpful.checks) == (2, 5)  # 1 + two tries of (answer + stage check)
+    assert report.unparsable_verdicts == 5 and report.checkers == ("labels:tiny",)
+    assert report.flagged_policies == ("regenerate",)
+    markdown = report.to_markdown()
+    assert "| Safe Answers that decline | 2/3 (67%) | 1/2 (50%) | 0/1 (0%) |" in markdown
+    assert "| unparsable verdicts | 3 of 8 checks | 2 of 5 checks | 0 of 1 checks |" in markdown
+    data = report.to_dict()
+    assert data["groups"][0]["declined_share"] == pytest.approx(2 / 3) and data["unparsable_verdicts"] == 5
