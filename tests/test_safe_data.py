@@ -74,7 +74,8 @@ def test_local_checker_in_the_pipeline_has_zero_unparsable_verdicts(tmp_path):
     model = build_tiny_model(len(tokenizer), seed=5)
     generator = LocalGenerator(model, tokenizer, batch_size=4, model_id="tiny")
     checker = LabelScoreChecker(model, tokenizer, PROMPTS["check"], batch_size=4, model_id="tiny")
-    config = GenerateConfig(analysis_tokens=4, guidance_tokens=4, answer_tokens=4, flagged_policy="keep", exemplars=1)
+    config = GenerateConfig(analysis_tokens=4, guidance_tokens=4, answer_tokens=4, flagged_policy="keep", exemplars=1,
+                            best_of=2)
     sink = JsonlChainSink(tmp_path)
     generate_chains([question(i, None) for i in range(3)], generator, config, PROMPTS, sink, checker=checker)
     records = sink.records()
@@ -82,6 +83,7 @@ def test_local_checker_in_the_pipeline_has_zero_unparsable_verdicts(tmp_path):
     steps = [s for r in records for a in r["attempts"] for s in a["answers"]]
     assert steps and all(s["verdict_parsed"] and s["p_unsafe"] is not None for s in steps)
     assert all(s["checker"] == "labels:tiny" for s in steps)
+    assert all(len(s["candidates"]) == 2 and s["candidates"][s["chosen"]]["answer"] == s["answer"] for s in steps)
 
 
 def test_endpoint_verdicts_from_logprobs_or_strict_text():
@@ -280,3 +282,36 @@ def test_quality_report_counts_on_a_fixed_set_of_chains():
     assert "| unparsable verdicts | 3 of 8 checks | 2 of 5 checks | 0 of 1 checks |" in markdown
     data = report.to_dict()
     assert data["groups"][0]["declined_share"] == pytest.approx(2 / 3) and data["unparsable_verdicts"] == 5
+
+
+# --- 5. best-of-N ------------------------------------------------------------------------------
+
+def test_best_of_n_keeps_the_candidate_the_checker_scores_safest(tmp_path):
+    risks = {"cand 0": 0.45, "cand 1": 0.2, "cand 2": 0.05, "cand 3": 0.3}
+    checker = ScriptedChecker(risk=lambda text: risks.get(text, 0.0))
+    script = lambda r, n: f"cand {n}" if r.stage == "answer" else "x"
+    records, generator = generate(script, [question(1, None)], tmp_path, checker=checker, best_of=4)
+    chain = records["q1"]
+    assert chain["answer"] == "cand 2" and chain["p_unsafe"] == pytest.approx(0.05) and chain["shape"] == "answer"
+    step = chain["attempts"][0]["answers"][0]
+    assert step["chosen"] == 2 and [c["answer"] for c in step["candidates"]] == ["cand 0", "cand 1", "cand 2", "cand 3"]
+    answers = [r for r in generator.requests if r.stage == "answer"]
+    assert len(answers) == 4 and len({r.seed for r in answers}) == 4
+    assert answers[0].temperature == 0.0 and all(r.temperature == pytest.approx(0.8) for r in answers[1:])
+    assert [len(batch) for batch in checker.batches] == [4]  # the N candidates judged in one call
+
+
+def test_best_of_n_for_a_helpful_question_prefers_an_answer_over_a_safer_refusal(tmp_path):
+    texts = ["I can't help with that.", "Boil them for seven minutes."]
+    risks = {texts[0]: 0.01, texts[1]: 0.2}
+    checker = ScriptedChecker(risk=lambda text: risks.get(text, 0.0))
+    script = lambda r, n: texts[n % 2] if r.stage == "answer" else "x"
+    records, _ = generate(script, [question(1, "helpful")], tmp_path, checker=checker, best_of=2)
+    assert records["q1"]["answer"] == texts[1] and not records["q1"]["flagged"]
+
+
+def test_checks_of_many_questions_are_pooled_into_batches(tmp_path):
+    checker = ScriptedChecker()
+    questions = [question(i, None) for i in range(12)]
+    generate(lambda r, n: "fine" if r.stage == "answer" else "x", questions, tmp_path, checker=checker, batch_size=4)
+    assert sum(len(b) for b in checker.batches) == 12 and max(len(b) for b in checker.batches) >= 4
