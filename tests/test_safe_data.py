@@ -315,3 +315,49 @@ def test_checks_of_many_questions_are_pooled_into_batches(tmp_path):
     questions = [question(i, None) for i in range(12)]
     generate(lambda r, n: "fine" if r.stage == "answer" else "x", questions, tmp_path, checker=checker, batch_size=4)
     assert sum(len(b) for b in checker.batches) == 12 and max(len(b) for b in checker.batches) >= 4
+
+
+# --- 2. checker choice --------------------------------------------------------------------------
+
+def test_build_checker_follows_the_setting_and_chains_record_their_checker(tiny_dir):
+    from core.synthesis.checkers import EndpointChecker
+    from core.synthesis.generators import build_checker
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(len(tokenizer), seed=5)
+    local = LocalGenerator(model, tokenizer, batch_size=2, model_id="tiny")
+    own = build_checker(GenerateConfig(unsafe_threshold=0.3), local, PROMPTS)
+    assert isinstance(own, LabelScoreChecker) and own.model is model and own.threshold == 0.3 and own.id == "labels:tiny"
+    assert build_checker(GenerateConfig(checker="text"), local, PROMPTS) is None
+    other = build_checker(GenerateConfig(checker=str(tiny_dir)), local, PROMPTS, say=lambda _: None)
+    assert isinstance(other, LabelScoreChecker) and other.model is not model and str(tiny_dir) in other.id
+    assert other.check([CheckItem("q", "a")])[0].parsed
+
+    class FakeClient:
+        base_url, model = "http://fake/v1", "judge"
+
+        def __init__(self, replies):
+            self.replies = replies
+
+        def chat_logprobs(self, messages, *, max_tokens):
+            return self.replies.pop(0)
+
+    http = SimpleNamespace(id="openai:x", client=FakeClient([("VERDICT: safe", None), ("no idea", None),
+                                                                  ("unsafe", [{"token": " unsafe", "logprob": -0.1}])]))
+    endpoint = build_checker(GenerateConfig(checker="self", exemplars=0), http, PROMPTS)
+    assert isinstance(endpoint, EndpointChecker)
+    verdicts = [endpoint.check([CheckItem("q", "a")])[0] for _ in range(3)]
+    assert [v.label for v in verdicts] == [VerdictLabel.SAFE, VerdictLabel.UNPARSABLE, VerdictLabel.UNSAFE]
+    assert verdicts[0].p_unsafe is None and verdicts[1].p_unsafe is None and verdicts[2].p_unsafe == pytest.approx(1.0)
+    assert all(v.checker == "openai:http://fake/v1#judge" for v in verdicts)
+    with pytest.raises(ValueError, match="checker='text'"):
+        build_checker(GenerateConfig(), SimpleNamespace(id="scripted"), PROMPTS)
+
+
+def test_free_text_self_check_is_recorded_with_the_generator_as_checker(tmp_path):
+    generator = ScriptedGenerator(lambda r, n: " safe" if r.stage == "check" else "fine", batch=2)
+    sink = JsonlChainSink(tmp_path)
+    generate_chains([question(1, None)], generator, GenerateConfig(checker="text"), PROMPTS, sink)
+    chain = sink.records()[0]
+    assert chain["checker"] == "text:scripted" and chain["p_unsafe"] is None and not chain["flagged"]
+    assert chain["decoding"]["checker"] == "text"
