@@ -361,3 +361,24 @@ def test_free_text_self_check_is_recorded_with_the_generator_as_checker(tmp_path
     chain = sink.records()[0]
     assert chain["checker"] == "text:scripted" and chain["p_unsafe"] is None and not chain["flagged"]
     assert chain["decoding"]["checker"] == "text"
+
+
+def test_a_stored_dataset_reports_its_quality_over_kept_and_dropped_chains(tmp_path):
+    from jobs.db import open_database
+    from jobs.records import ChainDataset
+    from jobs.results import dataset_quality
+    from jobs.sinks import DatabaseChainSink
+
+    _, sessions = open_database(url=f"sqlite:///{tmp_path / 'mote.db'}")
+    with sessions.begin() as session:
+        row = ChainDataset(name="imported", path=str(tmp_path))
+        session.add(row)
+        session.flush()
+        dataset_id = row.id
+    sink = DatabaseChainSink(sessions, dataset_id)
+    for record in fixed_chains():
+        sink.write(record)
+    with sessions() as session:
+        report = dataset_quality(session, dataset_id)
+    assert report.group("harmful").chains == 4 and report.group("harmful").dropped == 1
+    assert report.unparsable_verdicts == 5
