@@ -94,8 +94,8 @@ def chain_statistics(kept: list[dict[str, Any]], dropped: list[dict[str, Any]] |
         "dropped": len(dropped),
         "shape_counts": {shape.value: shapes.get(shape.value, 0) for shape in ChainShape},
         "flagged_rate": (sum(r["flagged"] for r in everything) / len(everything)) if everything else 0.0,
-        "unparsable_verdicts": sum(1 for r in everything for a in r.get("attempts", []) for x in a.get("answers", []) if not x.get("verdict_parsed", True)),
-        "checks": sum(len(a.get("answers", [])) for r in everything for a in r.get("attempts", [])),
+        "unparsable_verdicts": sum(not parsed for r in everything for parsed in _check_results(r)),
+        "checks": sum(len(_check_results(r)) for r in everything),
     }
     means = {}
     for stage in ("analysis", "guidance", "answer"):
@@ -103,6 +103,15 @@ def chain_statistics(kept: list[dict[str, Any]], dropped: list[dict[str, Any]] |
         means[stage] = round(sum(counts) / len(counts), 1) if counts else 0.0
     stats["mean_tokens"] = means
     return stats
+
+
+def _check_results(record: dict[str, Any]) -> list[bool]:
+    """Whether each check of a chain (answers, and analysis/guidance checks) gave a verdict."""
+    results = []
+    for attempt in record.get("attempts", []):
+        results += [bool(x.get("verdict_parsed", True)) for x in attempt.get("answers", [])]
+        results += [c.get("label") != "unparsable" for c in (attempt.get("stage_checks") or {}).values()]
+    return results
 
 
 def _stage_tokens(record: dict[str, Any], stage: str, tokenizer) -> int:
