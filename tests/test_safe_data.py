@@ -382,3 +382,12 @@ def test_a_stored_dataset_reports_its_quality_over_kept_and_dropped_chains(tmp_p
         report = dataset_quality(session, dataset_id)
     assert report.group("harmful").chains == 4 and report.group("harmful").dropped == 1
     assert report.unparsable_verdicts == 5
+
+
+def test_a_generator_that_cannot_continue_a_prefix_gets_no_openings(tmp_path):
+    generator = ScriptedGenerator(lambda r, n: REFUSAL if r.stage == "answer" else "x")
+    generator.continues_prefix = False
+    sink = JsonlChainSink(tmp_path)
+    generate_chains([question(1)], generator, GenerateConfig(), PROMPTS, sink, checker=ScriptedChecker())
+    assert sink.records()[0]["opening_given"] is None
+    assert all(r.response_prefix == "" for r in generator.requests if r.stage == "answer")

@@ -91,6 +91,10 @@ class OpenAIChatClient:
 class HttpGenerator:
     """TextGenerator over an OpenAI-compatible endpoint, `concurrency` requests in flight."""
 
+    #: A chat endpoint cannot be made to continue a given response prefix, so the pipeline gives
+    #: it no answer openings (see core.synthesis.pipeline).
+    continues_prefix = False
+
     def __init__(self, client: OpenAIChatClient, *, concurrency: int = 8) -> None:
         self.client, self.concurrency = client, concurrency
         self.id = f"openai:{client.base_url}#{client.model}"

@@ -369,7 +369,8 @@ def generate_chains(
 
     `checker` judges answers (and analysis/guidance); None asks the generator itself for a
     free-text verdict (see core.synthesis.generators.build_checker for the configured one).
-    `openings` are the declining answer openings (default: the prompt folder's openings.txt).
+    `openings` are the declining answer openings (default: the prompt folder's openings.txt; none
+    for a generator whose `continues_prefix` is False, such as a chat endpoint).
     """
     from core.synthesis.prompts import load_openings
 
@@ -379,7 +380,9 @@ def generate_chains(
     todo = [q for q in questions if q.id not in done]
     skipped = len(questions) - len(todo)
     todo = todo[:limit] if limit is not None else todo
-    if openings is None and config.answer_openings is not AnswerOpenings.OFF:
+    if not getattr(generator, "continues_prefix", True):
+        openings = []  # an endpoint would not continue the opening but start its own answer after it
+    elif openings is None and config.answer_openings is not AnswerOpenings.OFF:
         openings = load_openings(config.prompts_dir)
     run = _ChainRun(todo, generator, checker, config, prompts, sink, progress, should_stop or (lambda: False), openings or [])
     generator.run(run.next_request, run.deliver, run.stop)
