@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.data.chain_store import is_trainable
-from core.evaluation.heuristic_judge import match_refusal
+from core.evaluation.heuristic_judge import HeuristicRefusalJudge
+from core.evaluation.types import Answer, Aspect
 from core.stages import ChainShape
 
 #: Groups in report order; 'benign' (risky-sounding but harmless) and 'unlabelled' appear when present.
 GROUPS = ("harmful", "helpful", "benign", "unlabelled")
 STAGES = ("analysis", "guidance", "answer")
+_REFUSAL_JUDGE = HeuristicRefusalJudge(aspects=(Aspect.REFUSAL,))
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def _label(record: Mapping[str, Any]) -> str:
 
 def _group(label: str, records: list[Mapping[str, Any]]) -> GroupQuality:
     kept = [r for r in records if not r.get("dropped")]
-    declined = sum(1 for r in kept if _declines(r.get("answer") or ""))
+    declined = sum(1 for r in kept if _declines(str(r.get("question") or ""), r.get("answer") or ""))
     risks = [float(r["p_unsafe"]) for r in kept if r.get("p_unsafe") is not None]
     verdicts = [v for r in records for v in _verdicts(r)]
     shapes = Counter(str(r.get("shape")) for r in kept)
@@ -145,9 +147,10 @@ def _group(label: str, records: list[Mapping[str, Any]]) -> GroupQuality:
     )
 
 
-def _declines(answer: str) -> bool:
-    """The refusal judge's reading; an empty answer counts as declining, as the judge counts it."""
-    return not answer.strip() or match_refusal(answer) is not None
+def _declines(question: str, answer: str) -> bool:
+    """The refusal judge's reading (the same judge as generation's label checks and evaluation)."""
+    sample = Answer(question_id="", kind="", category="", question=question, answer=answer)
+    return _REFUSAL_JUDGE.judge([sample], Aspect.REFUSAL)[0].score >= 0.5
 
 
 def _verdicts(record: Mapping[str, Any]) -> list[bool]:
