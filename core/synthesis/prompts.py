@@ -37,9 +37,9 @@ class StageTemplate:
     sections: dict[str, str]
     examples: list[tuple[str, str]] = field(default_factory=list)
 
-    def messages(self, exemplars: int | None = None, **values: str) -> list[dict[str, str]]:
-        """Chat messages for this stage (system, the first `exemplars` few-shot pairs (None: all),
-        user). Generation only: training sees the bare question (context distillation)."""
+    def messages(self, exemplars: int = 0, **values: str) -> list[dict[str, str]]:
+        """Chat messages for this stage: system, the first `exemplars` few-shot pairs, user.
+        Generation only: training sees the bare question (context distillation)."""
         values = {**values, "context": self._context(values)}
         messages = []
         if self.sections.get("system"):
