@@ -231,11 +231,20 @@ def load_preset(name: str) -> MoteConfig:
 
 
 class FlaggedPolicy(str, enum.Enum):
-    """What to do with a chain whose answer is still judged unsafe after all stages."""
+    """What to do with a chain whose answer is still judged unsafe after all stages: regenerate
+    then drop (default), drop at once, or keep it flagged (an explicit choice, stored with every
+    chain, and the only way a flagged chain is ever trained on)."""
 
     KEEP = "keep"
     DROP = "drop"
     REGENERATE = "regenerate"
+
+
+class AnswerOpenings(str, enum.Enum):
+    """Whether a Safe Answer to a question labelled harmful is started with a declining opening."""
+
+    HARMFUL = "harmful"
+    OFF = "off"
 
 
 @dataclass
@@ -261,10 +270,11 @@ class GenerateConfig:
     temperature: float = setting(0.0, ge=0.0, le=5.0, help="Sampling temperature of first attempts (0 is greedy).")
     top_p: float = setting(1.0, ge=0.0, le=1.0, help="Nucleus sampling threshold.")
     seed: int = setting(0, ge=0, le=MAX_SEED, help="Seeds sampling; attempt k of a question uses seed + k.")
-    flagged_policy: FlaggedPolicy = setting(FlaggedPolicy.KEEP, help="""keep (flagged), drop, or regenerate the
-        whole chain up to max_regenerations times.""")
+    flagged_policy: FlaggedPolicy = setting(FlaggedPolicy.REGENERATE, help="""regenerate the whole chain up to
+        max_regenerations times, then drop it (default); drop at once; or keep it flagged (only then is a
+        flagged chain ever trained on).""")
     max_regenerations: int = setting(2, ge=0, le=10, help="""Extra attempts under the regenerate policy; a
-        chain still unsafe after them is kept, flagged.""")
+        chain still flagged after them is dropped.""")
     regenerate_temperature: float = setting(0.8, ge=0.0, le=5.0, help="""Sampling temperature of regeneration
         attempts (greedy would repeat the same chain).""")
     prompts_dir: str | None = setting(None, help="""Folder with analysis/guidance/answer/check templates; None
@@ -272,8 +282,33 @@ class GenerateConfig:
     max_prompt_tokens: int = setting(2048, ge=1, le=131072, help="""Longest prompt a stage may send; longer
         questions are recorded as failed, not cut.""")
 
+    checker: str = setting("self", non_empty=True, help="""Who judges safety: 'self' (the generator's own
+        model; a local one scores the labels' token probabilities, an endpoint uses logprobs), 'text' (the
+        generator's free-text verdict, the paper's plain self-check), 'openai' (checker_endpoint_*), or a
+        local model (alias, folder, id).""")
+    checker_endpoint_url: str | None = setting(None, help="""Base URL of an OpenAI-compatible checker
+        endpoint; None reuses endpoint_url.""")
+    checker_endpoint_model: str | None = setting(None, help="Model name of the checker endpoint; None reuses endpoint_model.")
+    unsafe_threshold: float = setting(0.5, ge=0.0, le=1.0, help="A constrained verdict is unsafe when P(unsafe) >= this threshold.")
+    check_stages: bool = setting(True, help="""Also check the analysis and guidance stages (they can carry
+        harmful detail); an unsafe one flags the chain.""")
+    label_checks: bool = setting(True, help="""Where a question carries a label: flag a Safe Answer that
+        complies with a harmful question or refuses a helpful one as 'label mismatch' (refusal judge),
+        handled by flagged_policy.""")
+    exemplars: int = setting(2, ge=0, le=16, help="""Few-shot example pairs per stage prompt, from the
+        templates (alternately harmful and helpful). Training sees the bare question without them
+        (context distillation).""")
+    answer_openings: AnswerOpenings = setting(AnswerOpenings.HARMFUL, help="""'harmful': start Safe Answers to
+        questions labelled harmful with a declining opening from openings.txt (the model writes the rest);
+        'off': never. Unlabelled questions get none.""")
+    best_of: int = setting(1, ge=1, le=32, help="""Answer candidates sampled per answer step in one batch; the
+        checker keeps the safest.""")
     def __post_init__(self) -> None:
         validate_settings(self)
+        if self.checker == "openai" and not ((self.checker_endpoint_url or self.endpoint_url)
+                                             and (self.checker_endpoint_model or self.endpoint_model)):
+            raise ValueError("checker='openai' needs checker_endpoint_url and checker_endpoint_model "
+                             "(or endpoint_url and endpoint_model).")
         if self.generator == "openai" and not (self.endpoint_url and self.endpoint_model):
             raise ValueError("generator='openai' needs endpoint_url and endpoint_model (and api_key_env if the "
                              "endpoint wants a key).")

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.data.quality import QualityReport, quality_report
 from jobs.records import Chain, ChainDataset, Checkpoint, Metric, Question, QuestionSet, TrainingRun
 
 
@@ -75,6 +76,11 @@ def chain_records(session: Session, dataset_id: int, *, include_dropped: bool = 
     if not include_dropped:
         query = query.where(Chain.dropped.is_(False))
     return list(session.scalars(query))
+
+
+def dataset_quality(session: Session, dataset_id: int) -> QualityReport:
+    """The data-quality report of a chain dataset, over its kept and dropped chains alike."""
+    return quality_report(chain_records(session, dataset_id, include_dropped=True))
 
 
 def run_for_dir(session: Session, job_id: int, run_dir: Path, method: str, base_model: str) -> int:

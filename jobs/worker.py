@@ -45,6 +45,18 @@ def _store_question_set_once(sessions: sessionmaker[Session], name: str, source:
 
 
 def load_training_chains(session: Session, config: dict) -> list:
+    """The chains a train job learns from; flagged chains only where their dataset chose keep."""
+    from core.data.chain_store import is_trainable
+
+    chains = _stored_training_chains(session, config)
+    trainable = [chain for chain in chains if is_trainable(chain.meta)]
+    if not trainable:
+        raise ValueError(f"All {len(chains)} chains are flagged unsafe (or dropped): regenerate the dataset, "
+                         "or generate with flagged_policy='keep' to train on flagged chains on purpose.")
+    return trainable
+
+
+def _stored_training_chains(session: Session, config: dict) -> list:
     from core.data.chains import bundled_sample_chains_path, chain_from_dict, load_chains_jsonl
 
     if config.get("chains"):
@@ -90,7 +102,7 @@ def run_train(ctx: WorkerContext) -> Outcome:
 def run_generate(ctx: WorkerContext) -> Outcome:
     from core.data.chain_store import JsonlChainSink
     from core.synthesis.pipeline import generate_chains
-    from core.synthesis.generators import build_generator
+    from core.synthesis.generators import build_checker, build_generator
     from core.synthesis.prompts import load_prompt_set
     from core.data.questions import load_question_set
     from jobs.sinks import DatabaseChainSink, MirroredChainSink
@@ -112,10 +124,11 @@ def run_generate(ctx: WorkerContext) -> Outcome:
     limit = max(0, spec.limit - len(done)) if spec.limit is not None else None  # a retry finishes the limit
     prompts = load_prompt_set(spec.generate.prompts_dir)
     generator = build_generator(spec.generate, spec.model, home=ctx.home, say=ctx.say)
+    checker = build_checker(spec.generate, generator, prompts, home=ctx.home, say=ctx.say)
     todo = len(report.questions) - len(done) if limit is None else min(limit, len(report.questions) - len(done))
     ctx.say(f"Generating chains for {todo} of the {len(report.questions)} questions of {set_name} "
             f"({len(done)} done before) with {generator.id}")
-    summary = generate_chains(report.questions, generator, spec.generate, prompts, sink,
+    summary = generate_chains(report.questions, generator, spec.generate, prompts, sink, checker=checker,
                               progress=JobProgress(ctx.sessions, ctx.job.id), should_stop=ctx.stop, limit=limit)
     return Outcome(summary.stopped, f"{summary.written} chains written, {summary.skipped_done} already done")
 

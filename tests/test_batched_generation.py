@@ -35,7 +35,9 @@ def test_batched_rows_with_refill_match_one_at_a_time(tiny_dir):
 def test_tiny_model_writes_real_chains_end_to_end(tiny_dir, tmp_path):
     model, tokenizer = load_tiny(tiny_dir)
     generator = LocalGenerator(model, tokenizer, batch_size=4, model_id="tiny")
-    config = GenerateConfig(analysis_tokens=6, guidance_tokens=6, answer_tokens=8, check_tokens=3)
+    # The paper's plain pipeline (free-text self-check, flagged chains kept) so every chain is kept.
+    config = GenerateConfig(analysis_tokens=6, guidance_tokens=6, answer_tokens=8, check_tokens=3,
+                            flagged_policy="keep", check_stages=False, exemplars=0)
     questions = [SimpleNamespace(id=f"q{i}", text=f"Question number {i}?", kind="helpful", category="t") for i in range(3)]
     sink = JsonlChainSink(tmp_path)
     summary = generate_chains(questions, generator, config, load_prompt_set(), sink)

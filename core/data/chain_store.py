@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,25 @@ class JsonlChainSink:
         return _read_records(self.dropped_path, repair=False)
 
 
+def is_trainable(record: Mapping[str, Any]) -> bool:
+    """Whether training may use a chain record (or a Chain's meta).
+
+    Why: a chain the checker still judged unsafe after every stage teaches the model to answer
+    unsafely. It is trained on only when the user explicitly chose the keep policy for its
+    dataset (recorded as keep_flagged); a chain a person flagged by hand, or a dropped one, never.
+    """
+    if record.get("dropped"):
+        return False
+    if not record.get("flagged"):
+        return True
+    return bool(record.get("keep_flagged")) and not record.get("flag_set_by_user")
+
+
+def trainable_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records training uses (see is_trainable)."""
+    return [record for record in records if is_trainable(record)]
+
+
 def chain_statistics(kept: list[dict[str, Any]], dropped: list[dict[str, Any]] | None = None, tokenizer=None) -> dict[str, Any]:
     """Shape counts, flagged rate and mean tokens per stage (the paper's Table 2)."""
     dropped = dropped or []
@@ -74,8 +94,8 @@ def chain_statistics(kept: list[dict[str, Any]], dropped: list[dict[str, Any]] |
         "dropped": len(dropped),
         "shape_counts": {shape.value: shapes.get(shape.value, 0) for shape in ChainShape},
         "flagged_rate": (sum(r["flagged"] for r in everything) / len(everything)) if everything else 0.0,
-        "unparsable_verdicts": sum(1 for r in everything for a in r.get("attempts", []) for x in a.get("answers", []) if not x.get("verdict_parsed", True)),
-        "checks": sum(len(a.get("answers", [])) for r in everything for a in r.get("attempts", [])),
+        "unparsable_verdicts": sum(not parsed for r in everything for parsed in _check_results(r)),
+        "checks": sum(len(_check_results(r)) for r in everything),
     }
     means = {}
     for stage in ("analysis", "guidance", "answer"):
@@ -91,6 +111,13 @@ def record_shape(record: dict[str, Any]) -> str:
     if record.get("shape"):
         return str(record["shape"])
     return shape_of([stage for stage in CHAIN_STAGES if record.get(stage.name.lower())]).value
+def _check_results(record: dict[str, Any]) -> list[bool]:
+    """Whether each check of a chain (answers, and analysis/guidance checks) gave a verdict."""
+    results = []
+    for attempt in record.get("attempts", []):
+        results += [bool(x.get("verdict_parsed", True)) for x in attempt.get("answers", [])]
+        results += [c.get("label") != "unparsable" for c in (attempt.get("stage_checks") or {}).values()]
+    return results
 
 
 def _stage_tokens(record: dict[str, Any], stage: str, tokenizer) -> int:

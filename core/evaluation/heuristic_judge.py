@@ -236,3 +236,11 @@ class HeuristicRefusalJudge:
             sample_id=answer.sample_id, aspect=aspect, judge=self.id,
             score=1.0 if reading.refused else 0.0, raw_output=reading.explanation, attempts=1, heuristic=True,
         )
+
+
+def is_refusal(question: str, answer: str) -> bool:
+    """True when the refusal judge reads `answer` as a refusal (a degenerate answer never is);
+    for callers outside evaluation (generation's label checks, the data-quality report)."""
+    sample = Answer(question_id="", kind="", category="", question=question, answer=answer)
+    score = HeuristicRefusalJudge(aspects=(Aspect.REFUSAL,)).judge([sample], Aspect.REFUSAL)[0].score
+    return score is not None and score >= 0.5

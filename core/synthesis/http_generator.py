@@ -60,6 +60,20 @@ class OpenAIChatClient:
         except (KeyError, IndexError, TypeError):
             raise EndpointError(f"{self.base_url} answered without choices[0].message.content: is it OpenAI-compatible?") from None
 
+    def chat_logprobs(self, messages: list[dict[str, str]], *, max_tokens: int, top_logprobs: int = 10) -> tuple[str, list[dict] | None]:
+        """(text, logprobs.content) of one greedy completion; content is None when the server
+        does not return logprobs (the safety checker then parses the text strictly)."""
+        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0.0,
+                "logprobs": True, "top_logprobs": top_logprobs}
+        data = self._post("/chat/completions", body)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise EndpointError(f"{self.base_url} answered without choices[0].message.content: is it OpenAI-compatible?") from None
+        content = (choice.get("logprobs") or {}).get("content")
+        return text, content if isinstance(content, list) and content else None
+
     def check(self) -> None:
         """Fail fast: one tiny request, before any long run starts."""
         self.chat([{"role": "user", "content": "Say OK."}], max_tokens=2)
@@ -88,6 +102,10 @@ class OpenAIChatClient:
 
 class HttpGenerator:
     """TextGenerator over an OpenAI-compatible endpoint, `concurrency` requests in flight."""
+
+    #: A chat endpoint cannot be made to continue a given response prefix, so the pipeline gives
+    #: it no answer openings (see core.synthesis.pipeline).
+    continues_prefix = False
 
     def __init__(self, client: OpenAIChatClient, *, concurrency: int = 8) -> None:
         self.client, self.concurrency = client, concurrency

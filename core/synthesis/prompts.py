@@ -37,13 +37,14 @@ class StageTemplate:
     sections: dict[str, str]
     examples: list[tuple[str, str]] = field(default_factory=list)
 
-    def messages(self, **values: str) -> list[dict[str, str]]:
-        """Chat messages for this stage (system, few-shot pairs, user)."""
+    def messages(self, exemplars: int = 0, **values: str) -> list[dict[str, str]]:
+        """Chat messages for this stage: system, the first `exemplars` few-shot pairs, user.
+        Generation only: training sees the bare question (context distillation)."""
         values = {**values, "context": self._context(values)}
         messages = []
         if self.sections.get("system"):
             messages.append({"role": "system", "content": self._fill("system", self.sections["system"], values)})
-        for user, assistant in self.examples:
+        for user, assistant in self.examples[:exemplars]:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         messages.append({"role": "user", "content": self._fill("user", self.sections["user"], values)})
         return messages
@@ -129,6 +130,21 @@ class PromptSet:
     @property
     def versions(self) -> dict[str, str]:
         return {name: template.version for name, template in self.templates.items()}
+
+
+OPENINGS_FILE = "openings.txt"
+
+
+def load_openings(folder: str | Path | None = None) -> list[str]:
+    """Declining answer openings, one a line (`#` comments skipped), from `folder`/openings.txt,
+    else the bundled file. Each is the start of a Safe Answer; the model writes the rest."""
+    path = Path(folder) / OPENINGS_FILE if folder else PROMPTS_DIR / OPENINGS_FILE
+    path = path if path.exists() else PROMPTS_DIR / OPENINGS_FILE
+    openings = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    if not openings:
+        raise TemplateError(f"{path} holds no openings: write one declining answer opening per line.")
+    return openings
 
 
 def load_prompt_set(folder: str | Path | None = None) -> PromptSet:

@@ -108,8 +108,12 @@ def train_config(model_dir: Path, chains: Path, **train) -> dict:
 
 
 def generate_config(model_dir: Path, questions: Path, **overrides) -> dict:
+    """A generate job on the tiny model whose every question yields a stored chain: the job tests
+    check the queue's mechanics (resume, retry, dependents), so flagged chains are kept (the tiny
+    random model's answers would otherwise be dropped by the safe-data defaults)."""
     tokens = {"analysis_tokens": 3, "guidance_tokens": 3, "answer_tokens": 3, "check_tokens": 2}
-    return {"generate": {"batch_size": 4, **tokens}, "questions": str(questions), "model": str(model_dir), **overrides}
+    return {"generate": {"batch_size": 4, "flagged_policy": "keep", **tokens}, "questions": str(questions),
+            "model": str(model_dir), **overrides}
 
 
 def wait_for(check: Callable[[], object], timeout: float = 120.0, every: float = 0.1, what: str = "condition"):

@@ -1,0 +1,62 @@
+"""Label-aware verification and best-of-N choice of Safe Answers.
+
+Why: a checker judges whether an answer is harmful, not whether it does what the question's label
+asks. A question set that carries labels says more: a harmful question's answer should decline
+(or redirect safely), a helpful one's should comply. Refusal is read by the project's refusal
+judge (core.evaluation.heuristic_judge), the same one evaluation uses.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from core.evaluation.heuristic_judge import is_refusal
+from core.synthesis.checkers import Verdict
+
+class FlagReason(str, Enum):
+    """Why a chain is flagged (a chain may have several reasons)."""
+
+    UNSAFE_ANSWER = "unsafe answer"
+    UNPARSABLE_VERDICT = "unparsable verdict"
+    LABEL_MISMATCH = "label mismatch"
+    UNSAFE_ANALYSIS = "unsafe analysis"
+    UNSAFE_GUIDANCE = "unsafe guidance"
+
+
+def question_label(question: object) -> str | None:
+    """'harmful', 'helpful', 'benign' or None for an unlabelled question (any object with `kind`)."""
+    kind = getattr(question, "kind", None)
+    kind = getattr(kind, "value", kind)
+    return kind if kind in ("harmful", "helpful", "benign") else None
+
+
+def refuses(question: str, answer: str) -> bool:
+    """True when the refusal judge reads `answer` as a refusal (a degenerate answer never is)."""
+    return is_refusal(question, answer)
+
+
+def label_mismatch(label: str | None, refused: bool) -> bool:
+    """Complying with a harmful question, or refusing a helpful (or benign) one."""
+    if label is None:
+        return False
+    return not refused if label == "harmful" else refused
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled Safe Answer with its verdict and label reading."""
+
+    answer: str
+    tokens: int
+    verdict: Verdict
+    refused: bool
+    mismatch: bool
+    opening: str | None = None
+
+
+def choose_candidate(candidates: Sequence[Candidate]) -> int:
+    """Index of the best candidate: safe and matching its label first, then lowest P(unsafe);
+    ties keep the earliest (the greedy one when candidate 0 is greedy)."""
+    return min(range(len(candidates)),
+               key=lambda i: (not candidates[i].verdict.safe, candidates[i].mismatch, candidates[i].verdict.risk, i))
