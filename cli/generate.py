@@ -32,6 +32,24 @@ def add_generate_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--prompts-dir", dest="prompts_dir")
     for name in STAGE_TOKEN_FLAGS:
         sub.add_argument(f"--{name}-tokens", dest=f"{name}_tokens", type=int)
+    sub.add_argument("--checker", help="self (label probabilities, default), text (free-text self-check), openai, "
+                                       "or a local model")
+    sub.add_argument("--unsafe-threshold", dest="unsafe_threshold", type=float, help="P(unsafe) at which a check flags")
+    sub.add_argument("--exemplars", type=int, help="few-shot example pairs per stage prompt (default 2)")
+    sub.add_argument("--answer-openings", dest="answer_openings", choices=["harmful", "off"])
+    sub.add_argument("--best-of", dest="best_of", type=int, help="answer candidates per answer step (default 1)")
+    sub.add_argument("--no-check-stages", dest="check_stages", action="store_const", const=False,
+                     help="do not check the analysis and guidance stages")
+    sub.add_argument("--no-label-checks", dest="label_checks", action="store_const", const=False,
+                     help="do not flag answers that contradict the question's label")
+    sub.add_argument("--plain-pipeline", action="store_true",
+                     help="the paper's plain pipeline: free-text self-check, keep flagged chains, no label checks, "
+                          "no stage checks, no exemplars, no openings, one candidate (flags given explicitly win)")
+
+
+#: The paper's plain pipeline as GenerateConfig values (--plain-pipeline).
+PLAIN_PIPELINE = {"checker": "text", "flagged_policy": "keep", "label_checks": False, "check_stages": False,
+                  "exemplars": 0, "answer_openings": "off", "best_of": 1}
 
 
 def generate_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -40,6 +58,8 @@ def generate_config(args: argparse.Namespace) -> dict[str, Any]:
 
     fields = GenerateConfig.__dataclass_fields__
     settings = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if getattr(args, "plain_pipeline", False):
+        settings = {**PLAIN_PIPELINE, **settings}
     return {"generate": settings, "questions": args.questions, "model": args.model, "limit": args.limit}
 
 

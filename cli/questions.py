@@ -41,8 +41,12 @@ def run_stats(args: argparse.Namespace) -> int:
         records = [{"flagged": False, **c.to_dict(), "shape": c.shape.value} for c in chains]
         print(statistics_table(chain_statistics(records, [])))
         return 0
+    from core.data.quality import quality_report
+
     sink = JsonlChainSink(path)
     print(statistics_table(chain_statistics(sink.records(), sink.dropped())))
+    print()
+    print(quality_report(sink.records() + sink.dropped()).to_markdown())
     return 0
 
 

@@ -130,7 +130,23 @@ def run_generate(ctx: WorkerContext) -> Outcome:
             f"({len(done)} done before) with {generator.id}")
     summary = generate_chains(report.questions, generator, spec.generate, prompts, sink, checker=checker,
                               progress=JobProgress(ctx.sessions, ctx.job.id), should_stop=ctx.stop, limit=limit)
+    _report_quality(ctx, dataset_id, run_dir)
     return Outcome(summary.stopped, f"{summary.written} chains written, {summary.skipped_done} already done")
+
+
+def _report_quality(ctx: WorkerContext, dataset_id: int, run_dir: Path) -> None:
+    """Print the dataset's data-quality report and store it beside its chains (quality.json/.md),
+    so a user sees whether the data teaches safety before spending time on training."""
+    import json
+
+    from jobs.results import dataset_quality
+
+    with ctx.sessions() as session:
+        quality = dataset_quality(session, dataset_id)
+    ctx.say(quality.to_markdown())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "quality.md").write_text(quality.to_markdown() + "\n", encoding="utf-8")
+    (run_dir / "quality.json").write_text(json.dumps(quality.to_dict(), indent=2), encoding="utf-8")
 
 
 RUNNERS: dict[JobKind, Callable[[WorkerContext], Outcome]] = {

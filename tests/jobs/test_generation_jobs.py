@@ -101,6 +101,9 @@ def test_generate_retry_skips_stored_chains_and_refills_the_jsonl(make_queue, ti
     assert sorted(records) == ["q0", "q1", "q2", "q3"] and records["q0"]["question"] == "earlier"
     lines = (Path(job_row(queue, retry_id).run_dir) / "chains.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["id"] for line in lines) == ["q0", "q1", "q2", "q3"]
+    quality = json.loads((Path(job_row(queue, retry_id).run_dir) / "quality.json").read_text())
+    assert sum(group["chains"] for group in quality["groups"]) == 4  # the report covers every stored chain
+    assert "Safe Answers that decline" in (Path(job_row(queue, retry_id).run_dir) / "quality.md").read_text()
 
 
 def test_cli_follows_a_pipeline_that_generates_then_trains(make_queue, tiny_dir, questions_file, chains_file):
