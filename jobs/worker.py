@@ -26,6 +26,7 @@ from jobs.context import ExitCode, Outcome, WorkerContext
 from jobs.db import DATABASE_ENV, make_engine, session_factory
 from jobs.evaluation_job import run_evaluate
 from jobs.lifecycle import root_job_id
+from jobs.priority import lower_own_priority
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, TrainingRun, utcnow
 from jobs.reporting import JobProgress, StopCheck, TrainingReporter
 from jobs.results import chain_records, dataset_for_job, run_for_dir, store_question_set
@@ -187,6 +188,7 @@ def _run_job(sessions: sessionmaker[Session], job_id: int, home: Path, stop: Sto
 
 
 def main(argv: list[str] | None = None) -> int:
+    lower_own_priority()  # before any heavy import or model load: the app's pages come first
     parser = argparse.ArgumentParser(prog="python -m jobs.worker", description="Run one MoTE Studio job.")
     parser.add_argument("job_id", type=int)
     parser.add_argument("--db", help=f"database URL (default: ${DATABASE_ENV})")
