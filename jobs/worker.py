@@ -6,6 +6,7 @@ function for the job's kind with database-backed progress, sinks and stop check,
 final status itself (succeeded / cancelled / failed with the traceback's tail). If it dies
 without doing so (kill -9, power loss), the dispatcher's reaper finds the row still running and
 marks it interrupted. Under `accelerate launch` every rank runs this; only rank 0 writes rows.
+First of all it lowers its own CPU priority (jobs.priority), so the app's pages stay quick.
 """
 from __future__ import annotations
 

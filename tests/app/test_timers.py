@@ -97,3 +97,21 @@ def test_only_the_shown_tab_polls_and_only_while_a_job_runs(browser, studio, run
         assert idle["training_monitor"] == 0, f"the Train tab kept polling with nothing running: {dict(idle)}"
     finally:
         page.close()
+
+
+def test_kinds_in_motion_counts_queued_running_and_just_ended_jobs(tmp_path):
+    from app.services import Services
+    from jobs.queue import JobQueue
+
+    queue = JobQueue(f"sqlite:///{tmp_path / 'mote.db'}", tmp_path / "home")  # not started: jobs stay queued
+    try:
+        services = Services(queue)
+        assert services.kinds_in_motion(10.0) == frozenset()
+        job_id = queue.submit(JobKind.TRAIN, {"mote": {"model": "unused", "train": {"max_steps": 1}}})
+        assert services.kinds_in_motion(10.0) == {JobKind.TRAIN}
+        queue.cancel(job_id)  # ended now: still moving within the grace, not after it
+        assert services.kinds_in_motion(10.0) == {JobKind.TRAIN}
+        time.sleep(0.2)
+        assert services.kinds_in_motion(0.1) == frozenset()
+    finally:
+        queue.engine.dispose()
