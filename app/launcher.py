@@ -107,7 +107,7 @@ def serve_app(queue, options: ServeOptions) -> int:
     from app.services import Services
 
     options.check()
-    queue.start()
+    queue.start(beside_app=True)  # CPU jobs leave the pages a core
     _stop_on_sigterm()
     try:
         running = start_app(Services(queue, outbound=options.outbound), options, prevent_thread_lock=True)

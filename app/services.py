@@ -28,7 +28,7 @@ from jobs.formatting import format_job_detail
 from jobs.db import database_url
 from jobs.kinds import JobKind, JobStatus
 from jobs.logs import log_tail
-from jobs.queries import exported_runs, job_row, job_rows, training_monitor
+from jobs.queries import exported_runs, job_row, job_rows, kinds_in_motion, training_monitor
 from jobs.queue import JobQueue
 from jobs.specs import GenerateSpec
 from jobs.views import ChainFacets, ChainFilter, ChainView, DatasetSummary, JobRow, JobSort, TrainingMonitor
@@ -178,6 +178,10 @@ class Services:
             stages = ", ".join(f"{name}: job {i}" for name, i in (job.config.get("stages") or {}).items())
             return f"A pipeline has no log of its own; see its stages ({stages})."
         return log_tail(job.log_path, lines)
+
+    def kinds_in_motion(self, finished_within_s: float) -> frozenset[JobKind]:
+        """Kinds of jobs queued, running or just ended (the page's timers tick only for these)."""
+        return kinds_in_motion(self.queue.sessions, finished_within_s=finished_within_s)
 
     def cancel_job(self, job_id: int) -> JobStatus:
         return self.queue.cancel(job_id)

@@ -8,11 +8,10 @@ later, in another process, finds everything it needs in the database and in /pro
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from jobs.db import DATABASE_ENV
 from jobs.gpus import GpuStatus, Placement, list_gpus, pick_devices
 from jobs.lifecycle import Readiness, dependency_state, mark_cancelled, settle_vanished
+from jobs.priority import WorkerPriority
 from jobs.processes import free_port, group_pids, is_our_worker, signal_group, spawn, worker_command, worker_environment
 from jobs.records import Job, JobKind, JobStatus, utcnow
 
@@ -39,6 +39,8 @@ class DispatchSettings:
     """GPUs a job gets when it did not name its own."""
     foreign_limit_mib: float = 1024.0
     """A GPU where other users' processes hold more memory than this is not used."""
+    priority: WorkerPriority = field(default_factory=WorkerPriority)
+    """Workers' niceness and CPU threads, so the app stays quick while they run."""
 
 
 class Dispatcher:
@@ -116,8 +118,10 @@ class Dispatcher:
         processes = max(1, len(placement.gpus)) if job.kind is JobKind.TRAIN else 1
         command = worker_command(job.id, db_url=None if hidden_url else self.url, home=self.home,
                                  num_processes=processes, main_process_port=free_port() if processes > 1 else None)
-        env = worker_environment(placement.gpus, cpu_threads=max(1, (os.cpu_count() or 1) // self.settings.max_cpu_jobs),
-                                 extra={DATABASE_ENV: self.url} if hidden_url else {})
+        priority = self.settings.priority
+        env = worker_environment(placement.gpus, cpu_threads=priority.cpu_threads(self.settings.max_cpu_jobs),
+                                 extra={DATABASE_ENV: self.url} if hidden_url else {}, nice=priority.nice,
+                                 threads_forced=priority.threads is not None)
         device = "CPU" if placement.on_cpu else f"GPU {','.join(map(str, placement.gpus))}"
         header = f"=== job {job.id} ({job.kind.value}) starting {utcnow():%Y-%m-%d %H:%M:%S} UTC on {device}: {' '.join(command)}"
         try:

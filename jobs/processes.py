@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from jobs.priority import WORKER_NICE_ENV
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORKER_MODULE = "jobs.worker"
 
@@ -56,17 +58,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def worker_environment(gpus: tuple[int, ...], *, cpu_threads: int | None, extra: Mapping[str, str] = ()) -> dict[str, str]:
-    """The parent's environment plus device visibility: CUDA_VISIBLE_DEVICES names the job's
-    GPUs ('' hides all of them from a CPU job); CPU jobs share the cores via OMP_NUM_THREADS
-    unless the user set it."""
+def worker_environment(gpus: tuple[int, ...], *, cpu_threads: int | None, extra: Mapping[str, str] = (),
+                       nice: int = 0, threads_forced: bool = False) -> dict[str, str]:
+    """The parent's environment plus device visibility and the worker's share of the machine:
+    CUDA_VISIBLE_DEVICES names the job's GPUs ('' hides all of them from a CPU job); CPU jobs
+    share the cores via OMP_NUM_THREADS (a user's own OMP_NUM_THREADS wins unless `threads_forced`,
+    i.e. MOTE_WORKER_THREADS was set); `nice` is the niceness increment the worker applies to itself."""
     env = dict(os.environ)
     env.update(extra)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env["PYTHONUNBUFFERED"] = "1"  # the log file shows progress as it happens
-    if not gpus and cpu_threads and "OMP_NUM_THREADS" not in os.environ:
+    env[WORKER_NICE_ENV] = str(nice)
+    if not gpus and cpu_threads and (threads_forced or "OMP_NUM_THREADS" not in os.environ):
         env["OMP_NUM_THREADS"] = str(cpu_threads)
     return env
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,16 @@ def run_settings(sessions: sessionmaker[Session], job_ids: list[int]) -> list[Ru
     with sessions() as session:
         jobs = [job for job in (session.get(Job, job_id) for job_id in job_ids) if job is not None]
         return [RunSettings(job.id, flatten_settings((job.config or {}).get("mote") or {})) for job in jobs]
+
+
+def kinds_in_motion(sessions: sessionmaker[Session], *, finished_within_s: float) -> frozenset[JobKind]:
+    """The kinds of the jobs queued or running, or ended in the last `finished_within_s` seconds.
+    Why: the app's timers tick only while what they show can change; the grace lets a page's
+    last refresh show how a job ended. One small indexed query, cheap enough for every tick."""
+    since = utcnow() - timedelta(seconds=finished_within_s)
+    moving = (Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])) | (Job.finished_at >= since)
+    with sessions() as session:
+        return frozenset(session.scalars(select(Job.kind).where(moving).distinct()))
 
 
 # ---- the system tab -----------------------------------------------------------------------------

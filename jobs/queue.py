@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from jobs.dispatch import Dispatcher, DispatchSettings
 from jobs.gpus import GpuStatus, list_gpus
 from jobs.lifecycle import REJECTED_AT_SUBMIT, create_retry, latest_attempt, mark_cancelled, new_job, pipeline_stages
 from jobs.lock import DispatcherLock, dispatcher_pid
+from jobs.priority import WorkerPriority
 from jobs.outbound_check import check_config_outbound
 from jobs.processes import is_our_worker, signal_group
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, utcnow
@@ -42,7 +44,11 @@ class JobQueue:
 
     def __init__(self, url: str | None = None, home: Path | None = None, *, grace_seconds: float = 30.0,
                  max_cpu_jobs: int = 1, gpus_per_job: int = 1, tick_seconds: float = 1.0,
-                 gpu_lister: Callable[[], GpuStatus] = list_gpus) -> None:
+                 gpu_lister: Callable[[], GpuStatus] = list_gpus, worker_nice: int | None = None,
+                 worker_threads: int | None = None) -> None:
+        """`worker_nice` / `worker_threads`: each worker's niceness increment and CPU threads per
+        CPU job (None: $MOTE_WORKER_NICE / $MOTE_WORKER_THREADS, else 10 and automatic; see
+        jobs.priority)."""
         from core.model_source import default_home
 
         self.home = Path(home).expanduser() if home is not None else default_home()
@@ -51,7 +57,8 @@ class JobQueue:
         self.engine = init_db(self.url)
         self.sessions = session_factory(self.engine)
         self.tick_seconds = tick_seconds
-        self.settings = DispatchSettings(grace_seconds, max_cpu_jobs, gpus_per_job)
+        priority = WorkerPriority.from_environment(nice=worker_nice, threads=worker_threads)
+        self.settings = DispatchSettings(grace_seconds, max_cpu_jobs, gpus_per_job, priority=priority)
         self.dispatcher = Dispatcher(self.sessions, self.url, self.home, self.settings, gpu_lister)
         self._scheduler: BackgroundScheduler | None = None
         self._lock: DispatcherLock | None = None
@@ -228,10 +235,13 @@ class JobQueue:
         return job
 
     # ---- running ---------------------------------------------------------------------------
-    def start(self, *, lock: bool = True) -> None:
-        """Recover after a restart, then tick every `tick_seconds` in a background thread."""
+    def start(self, *, lock: bool = True, beside_app: bool = False) -> None:
+        """Recover after a restart, then tick every `tick_seconds` in a background thread.
+        `beside_app`: the app serves pages from this process, so CPU jobs leave it a core."""
         if self._scheduler is not None:
             return
+        if beside_app:
+            self.settings.priority = replace(self.settings.priority, beside_app=True)
         if lock:
             self._lock = DispatcherLock(self.home)
             self._lock.acquire()

@@ -6,6 +6,7 @@ function for the job's kind with database-backed progress, sinks and stop check,
 final status itself (succeeded / cancelled / failed with the traceback's tail). If it dies
 without doing so (kill -9, power loss), the dispatcher's reaper finds the row still running and
 marks it interrupted. Under `accelerate launch` every rank runs this; only rank 0 writes rows.
+First of all it lowers its own CPU priority (jobs.priority), so the app's pages stay quick.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from jobs.context import ExitCode, Outcome, WorkerContext
 from jobs.db import DATABASE_ENV, make_engine, session_factory
 from jobs.evaluation_job import run_evaluate
 from jobs.lifecycle import root_job_id
+from jobs.priority import lower_own_priority
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, TrainingRun, utcnow
 from jobs.reporting import JobProgress, StopCheck, TrainingReporter
 from jobs.results import chain_records, dataset_for_job, run_for_dir, store_question_set
@@ -216,6 +218,7 @@ def _run_job(sessions: sessionmaker[Session], job_id: int, home: Path, stop: Sto
 
 
 def main(argv: list[str] | None = None) -> int:
+    lower_own_priority()  # before any heavy import or model load: the app's pages come first
     parser = argparse.ArgumentParser(prog="python -m jobs.worker", description="Run one MoTE Studio job.")
     parser.add_argument("job_id", type=int)
     parser.add_argument("--db", help=f"database URL (default: ${DATABASE_ENV})")
