@@ -13,6 +13,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+from app.demo_options import DemoOptions
 from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 
 DEFAULT_HOST = "127.0.0.1"
@@ -30,6 +31,8 @@ class ServeOptions:
     auth: list[tuple[str, str]] | None = None
     outbound: OutboundPolicy = LOOPBACK_ONLY
     """Hosts and key variables that UI and API callers may use (judges, generator endpoints)."""
+    demo: DemoOptions | None = None
+    """Serve the read-only demo page (app/demo.py) instead of the workbench."""
 
     def check(self) -> None:
         if self.share and not self.auth:
@@ -54,7 +57,12 @@ def start_app(services, options: ServeOptions, *, prevent_thread_lock: bool = Tr
 
     options.check()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    demo = build_ui(services)
+    if options.demo is not None:
+        from app.demo import build_demo
+
+        demo = build_demo(services, options.demo)
+    else:
+        demo = build_ui(services)
     exports = services.home / EXPORTS_DIR
     exports.mkdir(parents=True, exist_ok=True)
     try:
@@ -92,7 +100,8 @@ def serve_app(queue, options: ServeOptions) -> int:
     _stop_on_sigterm()
     try:
         running = start_app(Services(queue, outbound=options.outbound), options, prevent_thread_lock=True)
-        print(f"MoTE Studio at {running.local_url} (data directory {queue.home}). Ctrl-C stops the app; "
+        mode = " (read-only demo)" if options.demo else ""
+        print(f"MoTE Studio{mode} at {running.local_url} (data directory {queue.home}). Ctrl-C stops the app; "
               "running jobs keep running and are picked up again at the next start.", flush=True)
         running.demo.block_thread()
     except KeyboardInterrupt:  # stopped while still starting (block_thread handles it afterwards)
