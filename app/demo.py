@@ -9,6 +9,7 @@ folder); a visitor may only talk to the base model and the runs the owner chose.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -171,11 +172,12 @@ class DemoChat:
     def _stream(self, chosen: list[str | None], question: str, settings: GenerationSettings, self_check: bool,
                 colour: bool, turns: list[Turn]) -> Iterator[tuple]:
         live = [spec for spec in chosen if spec]
-        states: list[PaneState] = []
+        labels = {choice.spec: choice.label for choice in self.subjects.choices()}
+        panes: list[PaneState | None] = []
         for states in stream_panes(self.runtime, live, question, settings, self_check=self_check):
-            panes = _placed(chosen, states)
+            panes = _placed(chosen, states, labels)
             yield (*(render_pane(p, colour, EMPTY) for p in panes), message(""), turns, gr.update())
-        turns = [*turns, Turn(question, tuple(_placed(chosen, states)))][-KEPT_TURNS:]
+        turns = [*turns, Turn(question, tuple(panes))][-KEPT_TURNS:]
         yield (*(render_pane(p, colour, EMPTY) for p in turns[-1].panes), message(""), turns, history_html(turns, colour))
 
     @staticmethod
@@ -185,10 +187,11 @@ class DemoChat:
         return (*(render_pane(p, colour, EMPTY) for p in panes), history_html(turns, colour))
 
 
-def _placed(chosen: list[str | None], states: list[PaneState]) -> list[PaneState | None]:
-    """The streamed states in their panes (an empty pane stays None)."""
+def _placed(chosen: list[str | None], states: list[PaneState], labels: dict[str, str]) -> list[PaneState | None]:
+    """The streamed states in their panes (an empty pane stays None), titled with the menu label:
+    a loaded model's own label can hold the owner's folder paths, which visitors need not see."""
     live = iter(states)
-    return [next(live) if spec else None for spec in chosen]
+    return [dataclasses.replace(next(live), title=labels.get(spec, "model")) if spec else None for spec in chosen]
 
 
 class DemoViews:

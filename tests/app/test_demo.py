@@ -128,6 +128,7 @@ def test_chat_streams_stage_blocks_with_their_experts(client):
         assert label in run
     assert "colour-experts" in run and "x-guidance" in run
     assert "Choose a model" in third and "mote-notice" not in note and "failed" not in run
+    assert "base model: tiny-llama" in base and "/tmp" not in base + run  # menu labels, not the owner's folders
 
 
 def test_two_visitors_at_once_both_get_answers(demo_studio):
