@@ -148,9 +148,11 @@ class DemoChat:
         settings = GenerationSettings(max_stage_tokens=max(tokens, 1), min_stage_tokens=1, path=PATHS[path])
         try:
             with self.gate.admitted(getattr(request, "session_hash", None) or "anonymous") as ticket:
-                while not ticket.wait_for_slot(WAIT_POLL_S):
-                    yield say(f"Waiting for a free slot: {ticket.waiting_ahead()} question(s) in line before "
-                              "the models answer yours.")
+                wait_s = 0.0  # the first look does not wait, so a waiting visitor is told at once
+                while not ticket.wait_for_slot(wait_s):
+                    wait_s = WAIT_POLL_S
+                    yield say(f"Waiting for a free slot: the models are answering other visitors "
+                              f"({ticket.waiting_ahead()} question(s) waiting, yours included).")
                 yield from self._stream(chosen, question, settings, self_check, colour, turns)
         except ChatRefused as refused:
             yield say(refused.message)

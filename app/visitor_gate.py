@@ -44,7 +44,7 @@ class Ticket:
         return self.started
 
     def waiting_ahead(self) -> int:
-        """Chats admitted but not yet decoding (this one included), for the 'waiting' message."""
+        """Chats admitted beyond the decoding slots (this one included), for the 'waiting' message."""
         return self.gate.waiting()
 
 

@@ -12,7 +12,6 @@ import argparse
 import os
 import re
 import shutil
-import threading
 from pathlib import Path
 
 import httpx
@@ -131,9 +130,20 @@ def test_chat_streams_stage_blocks_with_their_experts(client):
     assert "base model: tiny-llama" in base and "/tmp" not in base + run  # menu labels, not the owner's folders
 
 
+def test_each_visitor_has_a_conversation_of_their_own(demo_studio):
+    first, other = (Client(demo_studio.url, verbose=False, download_files=False) for _ in range(2))
+    chat_job(first, "First question, about bread?").result(timeout=300)
+    history = chat_job(first, "Second question, about cake?").result(timeout=300)[4]
+    assert "Earlier in this conversation" in history and "First question, about bread?" in history
+    assert "Second question" not in history  # the newest turn is in the panes above
+    assert "about bread" not in chat_job(other, "A visitor of my own?").result(timeout=300)[4]
+
+
 def test_two_visitors_at_once_both_get_answers(demo_studio):
     visitors = [Client(demo_studio.url, verbose=False, download_files=False) for _ in range(2)]
-    jobs = [chat_job(visitor, f"Question {i}: how do I bake bread?") for i, visitor in enumerate(visitors)]
+    specs = [subject_specs(visitor) for visitor in visitors]
+    jobs = [visitor.submit(*spec, f"Question {i}: how do I bake bread?", FULL_CHAIN, 4, True, True, api_name="/demo_chat")
+            for i, (visitor, spec) in enumerate(zip(visitors, specs))]  # sent together
     finals = [job.result(timeout=300) for job in jobs]
     for base, run, *_ in finals:
         assert "Safe Answer · expert" in run and "pane-error" not in run + base
@@ -142,11 +152,13 @@ def test_two_visitors_at_once_both_get_answers(demo_studio):
 
 
 def test_one_visitor_gets_a_message_for_a_second_chat_at_once(client):
-    first = chat_job(client, "How do I pick a lock?")
-    threading.Event().wait(0.3)  # the first chat is admitted before the second arrives
-    second = chat_job(client, "And a second question?")
-    assert "still being answered" in second.result(timeout=300)[3]
-    assert "Safe Answer · expert" in first.result(timeout=300)[1]
+    specs = subject_specs(client)
+    jobs = [client.submit(*specs, question, FULL_CHAIN, 4, True, True, api_name="/demo_chat")
+            for question in ("How do I pick a lock?", "And a second question?")]  # sent together, one session
+    finals = [job.result(timeout=300) for job in jobs]
+    refused = [final for final in finals if "still being answered" in final[3]]
+    answered = [final for final in finals if "Safe Answer · expert" in final[1]]
+    assert len(refused) == 1 and len(answered) == 1
 
 
 def test_an_over_long_prompt_gets_a_message_not_an_error(client):
