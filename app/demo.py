@@ -26,7 +26,6 @@ from app.services import ChatSubjectChoice, Services
 from app.tables import jobs_table
 from app.tabs.chat import PATHS
 from app.tabs.data import DataActions
-from app.tabs.evaluate import EvaluateActions
 from app.visitor_gate import ChatRefused, VisitorGate
 from core.decoding.chain_programs import GenerationSettings
 from core.decoding.subjects import BASE_PREFIX
@@ -206,9 +205,33 @@ class DemoViews:
         shown = {run.job_id for run in self.subjects.runs()}
         return jobs_table([row for row in self.services.jobs(JobKind.TRAIN, JobStatus.SUCCEEDED) if row.id in shown])
 
+    def finished_evaluations(self) -> list[int]:
+        return [j.id for j in self.services.evaluation.evaluation_jobs() if j.status is JobStatus.SUCCEEDED]
+
     def evaluation_reports(self) -> dict:
-        jobs = [j for j in self.services.evaluation.evaluation_jobs() if j.status is JobStatus.SUCCEEDED]
-        return gr.update(choices=[(f"evaluation job {j.id}", j.id) for j in jobs], value=jobs[0].id if jobs else None)
+        jobs = self.finished_evaluations()
+        return gr.update(choices=[(f"evaluation job {j}", j) for j in jobs], value=jobs[0] if jobs else None)
+
+    @user_facing
+    def evaluation_result(self, job: int | None, judge: str | None) -> tuple[str, list[tuple[str, str]], dict]:
+        """A finished evaluation's tables and charts. Unlike the workbench's Evaluate tab, without
+        the job's message: it names the owner's report folder."""
+        if job is None:
+            return "No finished evaluation yet.", [], gr.update(choices=[])
+        report = self.services.evaluation.evaluation_report(self._finished(job))
+        keep = judge if judge in report.judges else (report.judges[0] if report.judges else None)
+        charts = [(chart.path, chart.caption) for chart in report.charts]
+        return report.markdown, charts, gr.update(choices=list(report.judges), value=keep)
+
+    @user_facing
+    def evaluation_samples(self, job: int | None, judge: str | None) -> pd.DataFrame:
+        rows = self.services.evaluation.evaluation_samples(self._finished(job), judge) if job is not None else []
+        return pd.DataFrame(rows)
+
+    def _finished(self, job: int) -> int:
+        if int(job) not in self.finished_evaluations():
+            raise ValueError(f"Job {job} is not a finished evaluation: pick one from the list.")
+        return int(job)
 
 
 def build_demo(services: Services, options: DemoOptions) -> gr.Blocks:
@@ -224,7 +247,7 @@ def build_demo(services: Services, options: DemoOptions) -> gr.Blocks:
         with gr.Tab("Chat", elem_id="tab-chat"):
             _chat_section(demo, chat)
         with gr.Tab("Evaluation reports", elem_id="tab-reports"):
-            _reports_section(demo, services, views)
+            _reports_section(demo, views)
         with gr.Tab("Chains", elem_id="tab-chains"):
             _chains_section(demo, services)
         with gr.Tab("Runs", elem_id="tab-runs"):
@@ -262,8 +285,7 @@ def _chat_section(demo: gr.Blocks, chat: DemoChat) -> None:
     colour.change(chat.recolour, [colour, conversation], [*views, history], api_visibility="private")
 
 
-def _reports_section(demo: gr.Blocks, services: Services, views: DemoViews) -> None:
-    actions = EvaluateActions(services.evaluation)
+def _reports_section(demo: gr.Blocks, views: DemoViews) -> None:
     job = gr.Dropdown(label="Evaluation", elem_id="demo-eval-job")
     report = gr.Markdown(elem_id="demo-eval-report")
     charts = gr.Gallery(label="charts (95% bootstrap intervals)", columns=4, height="auto", elem_id="demo-eval-charts")
@@ -271,8 +293,8 @@ def _reports_section(demo: gr.Blocks, services: Services, views: DemoViews) -> N
     samples = gr.Dataframe(label="per-sample answers and verdicts", wrap=True, max_height=420, interactive=False,
                            elem_id="demo-eval-samples")
     demo.load(views.evaluation_reports, None, job, api_name="evaluation_reports")
-    job.change(actions.result, [job, judge], [report, charts, judge], api_name="evaluation_result")
-    judge.change(actions.samples, [job, judge], samples, api_name="evaluation_samples")
+    job.change(views.evaluation_result, [job, judge], [report, charts, judge], api_name="evaluation_result")
+    judge.change(views.evaluation_samples, [job, judge], samples, api_name="evaluation_samples")
 
 
 def _chains_section(demo: gr.Blocks, services: Services) -> None:

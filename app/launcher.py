@@ -69,7 +69,8 @@ def start_app(services, options: ServeOptions, *, prevent_thread_lock: bool = Tr
         _, local_url, share_url = demo.launch(
             server_name=options.host, server_port=options.port, share=options.share, auth=options.auth,
             auth_message="MoTE Studio: log in with a user given to --auth.", prevent_thread_lock=prevent_thread_lock,
-            quiet=quiet, css=CSS, allowed_paths=[str(exports)], show_error=True)
+            quiet=quiet, css=CSS, allowed_paths=[str(exports)],
+            show_error=options.demo is None)  # a demo visitor reads our messages, never a stray traceback
     except OSError as error:
         raise RuntimeError(f"Cannot serve on {options.host}:{options.port} ({error}): the port is probably in use; "
                            "pass another one with --port, or stop the other app.") from None

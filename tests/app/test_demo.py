@@ -14,12 +14,13 @@ import re
 import shutil
 from pathlib import Path
 
+import gradio as gr
 import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from app.demo import DEMO_ENDPOINTS, DemoSubjects
+from app.demo import DEMO_ENDPOINTS, DemoSubjects, DemoViews
 from app.demo_options import DemoLimits, DemoOptions, parse_run_ids
 from app.launcher import ServeOptions, start_app
 from app.services import Services
@@ -29,7 +30,7 @@ from core.data.chains import save_chains_jsonl
 from jobs.kinds import JobKind, JobStatus
 from jobs.processes import free_port
 from jobs.queue import JobQueue
-from tests.app.conftest import stop_queue_and_workers, wait_job
+from tests.app.conftest import GENERATE_TOKENS, stop_queue_and_workers, wait_job
 from tests.conftest import short_chains
 from tests.app.test_api import ENDPOINTS as FULL_ENDPOINTS
 
@@ -110,10 +111,43 @@ def test_a_full_mode_endpoint_name_fails(client, demo_studio, endpoint):
     assert demo_studio.services.jobs(status=JobStatus.CANCELLED) == []
 
 
-def test_read_only_views_show_the_run_and_its_chains(client, demo_studio):
+def test_the_run_list_shows_the_finished_run(client, demo_studio):
     runs = client.predict(api_name="/demo_runs")
     assert [row[0] for row in runs["data"]] == [demo_studio.run_job]
-    assert client.predict(None, api_name="/chain_datasets")["choices"] == []  # the run trained on a file
+
+
+@pytest.fixture(scope="module")
+def owner_results(demo_studio, tiny_dir) -> dict:
+    """What the owner made (outside the demo): a generated chain dataset and a finished evaluation."""
+    queue = demo_studio.services.queue
+    generate = queue.submit(JobKind.GENERATE, {"generate": {"batch_size": 2, **GENERATE_TOKENS},
+                                               "questions": "eval_harmful", "model": str(tiny_dir), "limit": 2})
+    evaluate = demo_studio.services.evaluation.launch_evaluation(
+        [f"base:{tiny_dir}"], ["eval_harmful"], {"limit": 2, "jailbreak_prompts": 0, "max_stage_tokens": 2},
+        [{"kind": "heuristic"}])
+    for job_id in (generate, evaluate):
+        job = wait_job(queue, job_id, timeout=300)
+        assert job.status is JobStatus.SUCCEEDED, job.error
+    return {"evaluate": evaluate}
+
+
+def test_evaluation_reports_and_chains_are_readable(client, demo_studio, owner_results):
+    jobs = client.predict(api_name="/evaluation_reports")
+    assert jobs["value"] == owner_results["evaluate"]
+    report, charts, judge = client.predict(jobs["value"], None, api_name="/evaluation_result")
+    assert "Evaluation comparison" in report and "report in" not in report and judge["value"] == "heuristic-refusal"
+    samples = client.predict(jobs["value"], judge["value"], api_name="/evaluation_samples")
+    assert len(samples["data"]) == 2
+    dataset = client.predict(None, api_name="/chain_datasets")["value"]
+    table, _categories, _kinds = client.predict(dataset, "any", "any", "any", "any", api_name="/browse_chains")
+    assert len(table["data"]) == 2
+    header, *stages = client.predict(table["data"][0][0], api_name="/show_chain")
+    assert "\n> " in header and any(stages)  # the chain id, shape, verdict, then the question
+    with pytest.raises(AppError, match="not in the list of choices|not a finished evaluation"):
+        client.predict(demo_studio.run_job, None, api_name="/evaluation_result")
+    views = DemoViews(demo_studio.services, DemoSubjects(demo_studio.services, DemoOptions()))
+    with pytest.raises(gr.Error, match="not a finished evaluation"):  # the demo's own check, behind Gradio's
+        views.evaluation_samples(demo_studio.run_job, None)
 
 
 # ---- chat --------------------------------------------------------------------------------------
