@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from app.exposure import is_loopback_host, listen_urls, public_without_login_message, public_without_login_warning
 from app.upload_folder import use_upload_folder
+from app.demo_options import DemoOptions
 from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 
 DEFAULT_HOST = "127.0.0.1"
@@ -34,6 +35,8 @@ class ServeOptions:
     """Hosts and key variables that UI and API callers may use (judges, generator endpoints)."""
     insecure_public: bool = False
     """The operator accepts serving beyond loopback with no login (--insecure-public)."""
+    demo: DemoOptions | None = None
+    """Serve the read-only demo page (app/demo.py) instead of the workbench."""
 
     def check(self) -> None:
         if self.share and not self.auth:
@@ -60,15 +63,21 @@ def start_app(services, options: ServeOptions, *, prevent_thread_lock: bool = Tr
 
     options.check()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    use_upload_folder(services.home)  # before build_ui: Gradio reads the folder when Blocks are built
-    demo = build_ui(services)
+    use_upload_folder(services.home)  # before the Blocks are built: Gradio reads the folder then
+    if options.demo is not None:
+        from app.demo import build_demo
+
+        demo = build_demo(services, options.demo)
+    else:
+        demo = build_ui(services)
     exports = services.home / EXPORTS_DIR
     exports.mkdir(parents=True, exist_ok=True)
     try:
         _, local_url, share_url = demo.launch(
             server_name=options.host, server_port=options.port, share=options.share, auth=options.auth,
             auth_message="MoTE Studio: log in with a user given to --auth.", prevent_thread_lock=prevent_thread_lock,
-            quiet=quiet, css=CSS, allowed_paths=[str(exports)], show_error=True)
+            quiet=quiet, css=CSS, allowed_paths=[str(exports)],
+            show_error=options.demo is None)  # a demo visitor reads our messages, never a stray traceback
     except OSError as error:
         raise RuntimeError(f"Cannot serve on {options.host}:{options.port} ({error}): the port is probably in use; "
                            "pass another one with --port, or stop the other app.") from None
@@ -96,7 +105,8 @@ def _print_urls(running: RunningApp, options: ServeOptions, home) -> None:
     urls = listen_urls(options.host, options.port)
     if options.share and running.share_url:
         urls.append(running.share_url)
-    print(f"MoTE Studio at {', '.join(urls)} (data directory {home}). Ctrl-C stops the app; "
+    mode = " (read-only demo)" if options.demo else ""
+    print(f"MoTE Studio{mode} at {', '.join(urls)} (data directory {home}). Ctrl-C stops the app; "
           "running jobs keep running and are picked up again at the next start.", flush=True)
     if not options.auth and not is_loopback_host(options.host):
         print(public_without_login_warning(options.host), flush=True)

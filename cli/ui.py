@@ -1,6 +1,6 @@
 """`launch.py [ui]`: serve the Gradio app, with the job queue running in this process.
 
-`ui` is the default verb: its flags (--host --port --share --auth --insecure-public) are also accepted before any
+`ui` is the default verb: its flags (--host --port --share --auth --insecure-public --demo) are also accepted before any
 verb, so `python launch.py --port 9000` serves the app.
 """
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from app.demo_options import DemoOptions, parse_run_ids
 from app.launcher import DEFAULT_HOST, DEFAULT_PORT, ServeOptions, serve_app
 from cli.options import queue_from
 from core.outbound import OutboundPolicy, build_policy
@@ -60,6 +61,11 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, suppress: bool = Fa
     parser.add_argument("--judge-key-env", action="append", default=default([]), metavar="NAME=HOST[,HOST]",
                         help="an API key variable UI/API callers may name, sent only to the given host(s) (repeatable; "
                              "a bare NAME binds to the --allow-judge-host hosts; also MOTE_ALLOWED_KEY_ENVS=N=h;N2=h2)")
+    parser.add_argument("--demo", action="store_true", default=default(False),
+                        help="serve a read-only demo page (chat, reports, chains, runs; nothing can be started, "
+                             "edited or deleted); with --share it still needs --auth")
+    parser.add_argument("--demo-runs", default=default(None), metavar="ID,ID",
+                        help="training job ids of the runs a --demo shows (default: every finished run)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -68,9 +74,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def server_options(args: argparse.Namespace) -> ServeOptions:
-    """The app's ServeOptions from --host/--port/--share/--auth (an --auth file is read here)."""
+    """The app's ServeOptions from --host/--port/--share/--auth/--demo (an --auth file is read here)."""
     return ServeOptions(args.host, args.port, args.share, parse_auth(args.auth), outbound_policy(args),
-                        insecure_public=getattr(args, "insecure_public", False))
+                        insecure_public=getattr(args, "insecure_public", False), demo=demo_options(args))
+
+
+def demo_options(args: argparse.Namespace) -> DemoOptions | None:
+    """--demo [--demo-runs ID,ID] -> DemoOptions; None for the full workbench."""
+    runs = getattr(args, "demo_runs", None)
+    if not getattr(args, "demo", False):
+        if runs:
+            raise ValueError("--demo-runs chooses the runs a demo shows: add --demo, e.g. --demo --demo-runs 3,7.")
+        return None
+    return DemoOptions(run_job_ids=parse_run_ids(runs) if runs else None)
 
 
 def outbound_policy(args: argparse.Namespace) -> OutboundPolicy:
