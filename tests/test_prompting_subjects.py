@@ -312,3 +312,22 @@ def test_a_study_of_prompting_subjects_runs_through_the_queue_without_training(m
     assert stages[("prompt:aligncot:base", "h1")] == ["analysis", "guidance", "answer"]
     assert stages[("prompt:critique-revise:base", "p1")] == ["check", "answer"]
     assert stages[("base", "h1")] == ["answer"]
+
+
+def test_the_evaluate_tab_lists_every_pipeline_of_each_base_model_and_queues_them(tmp_path):
+    from app.services import Services
+    from jobs.queue import JobQueue
+
+    queue = JobQueue(f"sqlite:///{tmp_path / 'mote.db'}", tmp_path / "home")
+    try:
+        services = Services(queue, default_model="tiny-model")
+        specs = [spec for _, spec in services.evaluation.evaluation_subjects()]
+        assert specs == ["base:tiny-model", *(f"prompt:{p.value}:base:tiny-model" for p in PromptingPipeline)]
+        job_id = services.evaluation.launch_evaluation(["prompt:aligncot:base:tiny-model"], [], {"limit": 1}, [{"kind": "heuristic"}])
+        with queue.sessions() as session:
+            from jobs.records import Job
+
+            subjects = session.get(Job, job_id).config["subjects"]
+        assert subjects == [{"label": "prompt:aligncot:base:tiny-model", "base": "tiny-model", "prompting": "aligncot"}]
+    finally:
+        queue.engine.dispose()
