@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from pathlib import Path
 
 import pytest
 
@@ -295,7 +296,7 @@ def test_a_study_of_prompting_subjects_runs_through_the_queue_without_training(m
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     queue = make_queue()
     config = {"train": train_config(tiny_dir, chains_file), "methods": [],
-              "evaluate": {"prompting": ["aligncot", "critique-revise"], "judges": [{"kind": "heuristic"}],
+              "evaluate": {"prompting": ["plain", "aligncot", "critique-revise"], "judges": [{"kind": "heuristic"}],
                            "settings": {"sets": [str(questions)], "limit": None, "jailbreak_prompts": 0,
                                         "max_stage_tokens": 3, "resamples": 100}}}
     pipeline = queue.submit("pipeline", config)
@@ -303,15 +304,28 @@ def test_a_study_of_prompting_subjects_runs_through_the_queue_without_training(m
     assert wait_finished(queue, pipeline, timeout=300).status is JobStatus.SUCCEEDED
     with queue.sessions() as session:
         kinds = [job.kind for job in session.scalars(select(Job).where(Job.id != pipeline))]
+        report_dir = Path(session.scalars(select(Job).where(Job.kind == JobKind.EVALUATE)).one().run_dir) / "report"
         evaluations = {e.subject: e for e in session.scalars(select(Evaluation))}
         stages = {(e.subject, a.sample_id): list(a.record["stages"])
                   for e in evaluations.values() for a in session.scalars(select(EvalAnswer).where(EvalAnswer.evaluation_id == e.id))}
     assert kinds == [JobKind.EVALUATE]
-    assert set(evaluations) == {"base", "prompt:aligncot:base", "prompt:critique-revise:base"}
+    assert set(evaluations) == {"base", "prompt:plain:base", "prompt:aligncot:base", "prompt:critique-revise:base"}
     assert evaluations["prompt:aligncot:base"].run_config["prompting"] == "aligncot"
     assert stages[("prompt:aligncot:base", "h1")] == ["analysis", "guidance", "answer"]
     assert stages[("prompt:critique-revise:base", "p1")] == ["check", "answer"]
     assert stages[("base", "h1")] == ["answer"]
+    summary = (report_dir / "summary.md").read_text(encoding="utf-8")
+    assert any("prompt:aligncot:base" in line and "prompt:plain:base" in line for line in summary.splitlines())
+
+
+def test_paired_differences_set_each_pipeline_against_the_plain_prompt_of_the_same_model():
+    from core.evaluation.paired import comparison_pairs
+
+    subjects = ["base", "prompt:plain:base", "prompt:cot:base", "prompt:aligncot:job-3", "prompt:plain:job-3", "prompt:cot:job-4"]
+    pairs = comparison_pairs(subjects, "base", None)
+    assert ("prompt:cot:base", "prompt:plain:base") in pairs and ("prompt:aligncot:job-3", "prompt:plain:job-3") in pairs
+    assert not any(reference.startswith("prompt:plain") for subject, reference in pairs if subject == "prompt:cot:job-4")
+    assert not any(subject == reference for subject, reference in pairs)
 
 
 def test_the_evaluate_tab_lists_every_pipeline_of_each_base_model_and_queues_them(tmp_path):
