@@ -12,6 +12,7 @@ from typing import Any
 
 from app.evaluation_views import settings_diff_table
 from app.question_library import QuestionLibrary
+from core.decoding.subject_ref import PROMPT_PREFIX, PromptingPipeline, SubjectRef
 from core.decoding.subjects import BASE_PREFIX
 from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 from jobs.kinds import JobKind, JobStatus
@@ -33,10 +34,16 @@ class EvaluationServices:
         self.outbound = outbound  # URLs and key variables a caller may use (set by the operator at launch)
 
     def evaluation_subjects(self) -> list[tuple[str, str]]:
-        """(label, spec): the default base model, then every succeeded training job."""
+        """(label, spec): each base model, plainly and through each prompting pipeline (the
+        paper's Table 3), then every succeeded training job."""
         jobs = job_rows(self.queue.sessions, kind=JobKind.TRAIN, status=JobStatus.SUCCEEDED)
         bases = list(dict.fromkeys([self.default_model, *((j.config.get("mote") or {}).get("model") for j in jobs)]))
-        choices = [(f"base model: {Path(b).name if '/' in b else b}", BASE_PREFIX + b) for b in bases if b]
+        choices = []
+        for base in filter(None, bases):
+            name = Path(base).name if "/" in base else base
+            choices.append((f"base model: {name}", BASE_PREFIX + base))
+            choices += [(f"base model: {name} · prompting: {p.value}", f"{PROMPT_PREFIX}{p.value}:{BASE_PREFIX}{base}")
+                        for p in PromptingPipeline]
         choices += [(f"job {j.id} · {j.training_method}", f"{JOB_PREFIX}{j.id}") for j in jobs]
         return choices
 
@@ -47,6 +54,9 @@ class EvaluationServices:
 
     def _subject(self, spec: str) -> dict[str, Any]:
         """An evaluate job's subject entry for a spec from evaluation_subjects() (or a run folder)."""
+        if spec.startswith(PROMPT_PREFIX):
+            ref = SubjectRef.parse(spec)
+            return {**self._subject(ref.value), "label": ref.label, "prompting": ref.pipeline.value}
         if spec.startswith(JOB_PREFIX):
             job_id = int(spec[len(JOB_PREFIX):])
             method = (job_row(self.queue.sessions, job_id).config.get("mote") or {}).get("method", "run")

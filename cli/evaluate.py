@@ -1,6 +1,7 @@
 """`launch.py evaluate | study | pipeline`: the jobs that compare models, from flags and YAML files.
 
-    --run RUN        a run folder, job:ID (a training job) or base:MODEL; repeat for several
+    --run RUN        a run folder, job:ID (a training job) or base:MODEL, or prompt:PIPELINE: before any of
+                     them (e.g. prompt:aligncot:base:MODEL, a prompting pipeline); repeat for several
     --judge JUDGE    heuristic | local:MODEL[:label-prob|:verdict-first|:free-text] | URL#MODEL_NAME[@KEY_ENV] (http://host:8000/v1#mote) | a YAML file of
                      JudgeConfig fields; repeat for several (the first is the main one)
     study --config   a YAML file (jobs/pipelines.py: study_config)
@@ -18,6 +19,7 @@ import yaml
 from cli.generate import add_generate_arguments, generate_config
 from cli.options import CHAIN_PATHS, add_config_arguments, add_method_argument, mote_config, queue_from
 from cli.submit import add_submit_arguments, submit_from_args
+from core.decoding.subject_ref import SubjectRef, SubjectRefKind, SubjectSpecError
 from jobs.pipelines import pipeline_config, study_config
 from jobs.records import JobKind
 from jobs.specs import JobConfigError
@@ -28,17 +30,24 @@ SETTING_FLAGS = ("limit", "jailbreak_prompts", "max_stage_tokens", "temperature"
 
 
 def subject_from_flag(value: str) -> dict[str, Any]:
-    """'job:12' | 'base:MODEL' | a run folder -> an evaluate subject (labelled by what was given)."""
-    value = value.strip()
-    if value.startswith("job:"):
-        job = value[4:]
-        if not job.isdigit():
-            raise JobConfigError(f"--run {value!r}: job: takes a training job id, e.g. job:12.")
-        return {"label": f"job-{job}", "train_job": int(job)}
-    if value.startswith("base:"):
-        return {"label": value, "base": value[5:]}
-    folder = Path(value)
-    return {"label": folder.name if folder.name != "export" else folder.parent.name, "run": value}
+    """'job:12' | 'base:MODEL' | a run folder | 'prompt:PIPELINE:' before any of them -> an evaluate
+    subject (labelled by what was given), parsed by core.decoding.subject_ref.SubjectRef."""
+    try:
+        ref = SubjectRef.parse(value)
+    except SubjectSpecError as error:
+        raise JobConfigError(f"--run {value.strip()!r}: {error}") from None
+    subject = _plain_subject(ref.inner if ref.kind is SubjectRefKind.PROMPT else ref)
+    if ref.kind is SubjectRefKind.PROMPT:
+        subject.update(label=ref.label, prompting=ref.pipeline.value)
+    return subject
+
+
+def _plain_subject(ref: SubjectRef) -> dict[str, Any]:
+    if ref.kind is SubjectRefKind.JOB:
+        return {"label": ref.label, "train_job": ref.job_id}
+    if ref.kind is SubjectRefKind.BASE:
+        return {"label": ref.label, "base": ref.value}
+    return {"label": ref.label, "run": ref.value}
 
 
 def _judge_from_file(value: str, path: Path) -> dict[str, Any]:
@@ -83,7 +92,7 @@ def evaluate_config(args: argparse.Namespace, source: dict[str, Any] | None = No
         if getattr(args, name, None) is not None:
             settings[name] = getattr(args, name)
     if not args.run and not source:
-        raise JobConfigError("evaluate: give at least one --run (a run folder, job:ID or base:MODEL), "
+        raise JobConfigError("evaluate: give at least one --run (a run folder, job:ID, base:MODEL or prompt:PIPELINE:...), "
                              "or --rejudge JOB to judge an earlier evaluation's answers again.")
     subjects = [subject_from_flag(r) for r in args.run] if args.run else list(source["subjects"])
     config = {"subjects": subjects, "settings": settings,
@@ -94,7 +103,9 @@ def evaluate_config(args: argparse.Namespace, source: dict[str, Any] | None = No
 
 
 def add_evaluate_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--run", action="append", help="run folder, job:ID (training job) or base:MODEL; repeat for several")
+    sub.add_argument("--run", action="append",
+                     help="run folder, job:ID (training job) or base:MODEL, or prompt:PIPELINE:<one of those> "
+                          "(pipelines: plain, cot, critique-revise, analysis-answer, guidance-answer, aligncot); repeat for several")
     sub.add_argument("--sets", help="comma-separated question sets (default eval_harmful,eval_helpful,eval_benign)")
     sub.add_argument("--judge", action="append",
                      help="heuristic | local:MODEL[:label-prob|:verdict-first|:free-text] | URL#MODEL[@KEY_ENV] (e.g. http://127.0.0.1:8000/v1#mote) | judge.yaml; repeat")

@@ -2,7 +2,9 @@
 
 Layout (plain dicts, as the CLI, YAML and UI produce them):
     evaluate: {"subjects": [{"label": "MoTE", "train_job": 12} | {"label": "run", "run": "runs/x"}
-                            | {"label": "base", "base": "smollm2-135m-instruct"}],
+                            | {"label": "base", "base": "smollm2-135m-instruct"}]
+                            (each may add "prompting": "aligncot" | "cot" | ...: that model answering
+                            through a prompting pipeline, core.synthesis.prompting_subject),
                "settings": {core.evaluation.runner.EvalSettings fields},
                "judges": [{core.evaluation.judge_config.JudgeConfig fields}, ...],   (default: heuristic)
                "out": "folder",                                                      (default: the job's folder)
@@ -28,12 +30,15 @@ DEFAULT_JUDGES = ({"kind": "heuristic"},)
 
 @dataclass
 class SubjectSpec:
-    """One model to evaluate: a training job's run, a run folder, or a base model."""
+    """One model to evaluate: a training job's run, a run folder, or a base model, answering
+    plainly or through a prompting pipeline."""
 
     label: str
     train_job: int | None = None
     run: str | None = None
     base: str | None = None
+    prompting: str | None = None
+    """A core.decoding.subject_ref.PromptingPipeline value, or None for a plain chat turn."""
 
     def snapshot(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -54,21 +59,36 @@ class EvaluateSpec:
 
 
 def parse_subject(where: str, data: Any) -> SubjectSpec:
-    data = only_settings(where, data, {"label", *SUBJECT_SOURCES})
+    data = only_settings(where, data, {"label", "prompting", *SUBJECT_SOURCES})
     sources = [k for k in SUBJECT_SOURCES if data.get(k) not in (None, "")]
     if len(sources) != 1:
         raise JobConfigError(f"{where}: give exactly one of {list(SUBJECT_SOURCES)} (got {sources or 'none'}).")
     source = sources[0]
+    pipeline = _pipeline(where, data.get("prompting"))
     label = str(data.get("label") or (f"job-{data['train_job']}" if source == "train_job" else
                                       f"base:{data['base']}" if source == "base" else Path(data["run"]).name))
+    if pipeline and not data.get("label"):
+        label = f"prompt:{pipeline}:{label}"
     if source == "train_job":
-        return SubjectSpec(label, train_job=positive_int(f"{where}: train_job", data["train_job"]))
+        return SubjectSpec(label, train_job=positive_int(f"{where}: train_job", data["train_job"]), prompting=pipeline)
     if source == "run":
         run = Path(str(data["run"])).expanduser()
         if not run.is_dir():
             raise JobConfigError(f"{where}: run={data['run']!r} is not a folder: pass a trained run folder (or its export/).")
-        return SubjectSpec(label, run=str(run.resolve()))
-    return SubjectSpec(label, base=str(data["base"]))
+        return SubjectSpec(label, run=str(run.resolve()), prompting=pipeline)
+    return SubjectSpec(label, base=str(data["base"]), prompting=pipeline)
+
+
+def _pipeline(where: str, value: Any) -> str | None:
+    """The prompting pipeline's value, or None for a plain chat turn."""
+    from core.decoding.subject_ref import PromptingPipeline, SubjectSpecError
+
+    if value in (None, ""):
+        return None
+    try:
+        return PromptingPipeline.parse(str(value)).value
+    except SubjectSpecError as error:
+        raise JobConfigError(f"{where}: prompting: {error}") from None
 
 
 def _settings(where: str, data: Any) -> dict[str, Any]:

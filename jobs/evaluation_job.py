@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.decoding.subjects import load_subject
+from core.decoding.subject_ref import PromptingPipeline, SubjectRef
+from core.synthesis.prompting_subject import load_any_subject
 from core.evaluation.runner import EvalSettings, PlannedPrompt, answer_prompts, judge_answers, plan_prompts
 from core.evaluation.summary import EvaluationSummary, summarise
 from core.evaluation.types import Answer, Aspect, Judge, Verdict
@@ -29,7 +30,15 @@ from jobs.results import upsert
 
 
 def subject_source(session: Session, subject: SubjectSpec) -> tuple[str, int | None]:
-    """What core.decoding.subjects.load_subject takes ('base:<model>' or a run folder) and the run row id."""
+    """What core.synthesis.prompting_subject.load_any_subject takes ('base:<model>', a run folder,
+    or either behind 'prompt:PIPELINE:') and the run row id."""
+    source, run_id = _plain_source(session, subject)
+    if subject.prompting:
+        source = str(SubjectRef.prompt(PromptingPipeline(subject.prompting), SubjectRef.parse(source)))
+    return source, run_id
+
+
+def _plain_source(session: Session, subject: SubjectSpec) -> tuple[str, int | None]:
     if subject.base:
         return f"base:{subject.base}", None
     if subject.run:
@@ -132,7 +141,7 @@ class EvaluationPlan:
     judges: list[Judge]
     prompts: list[PlannedPrompt]
     sources: list[tuple[SubjectSpec, str, int | None]]
-    """Each subject, the spec core.decoding.subjects.load_subject takes, and its run row id."""
+    """Each subject, the spec core.synthesis.prompting_subject.load_any_subject takes, and its run row id."""
     stores: dict[str, AnswerStore]
     progress: JobProgress
 
@@ -176,7 +185,7 @@ def answer_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
         if len(done) >= len(plan.prompts):
             continue
         ctx.say(f"[{subject.label}] loading {source}; {len(done)}/{len(plan.prompts)} answers stored")
-        model = load_subject(source, home=ctx.home, say=ctx.say)
+        model = load_any_subject(source, home=ctx.home, say=ctx.say)
         report = _progress(ctx, plan.progress, position * len(plan.prompts), total, subject.label)
         stopped = answer_prompts(model, plan.prompts, plan.settings, done=done, on_answer=store.add_answer,
                                  should_stop=ctx.stop, progress=report)

@@ -59,7 +59,8 @@ def study_config(path: str | Path) -> dict[str, Any]:
     """A study YAML -> a pipeline config without generation (train per method, then evaluate).
 
     The file: {train: {train config} | preset/model/chains, methods: [...],
-    evaluate: {settings: {...}, judges: [...], include_base: true}}; relative chain paths are
+    evaluate: {settings: {...}, judges: [...], include_base: true, prompting: [aligncot, ...]}};
+    methods: [] trains nothing (a study of the base model alone); relative chain paths are
     read from the study file's folder."""
     from core.config import MoteConfig, load_preset
     from core.data.chains import bundled_sample_chains_path
@@ -77,5 +78,6 @@ def study_config(path: str | Path) -> dict[str, Any]:
         train["chain_dataset_id"] = data["chain_dataset_id"]
     if not data.get("generate") and not any(train.get(k) for k in ("chains", "chain_dataset_id", "chains_from_job")):
         train["chains"] = str(bundled_sample_chains_path())
-    return {"generate": data.get("generate"), "train": train, "methods": data.get("methods") or list(DEFAULT_STUDY_METHODS),
+    methods = data["methods"] if data.get("methods") is not None else list(DEFAULT_STUDY_METHODS)  # []: evaluate only
+    return {"generate": data.get("generate"), "train": train, "methods": methods,
             "evaluate": data.get("evaluate") or {}}

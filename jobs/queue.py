@@ -147,6 +147,8 @@ class JobQueue:
             runs = [{"label": name.split(":", 1)[-1] if ":" in name else spec.methods[0], "train_job": job_id}
                     for name, job_id in stages.items() if name.startswith("train")]
             base = [{"label": "base", "base": spec.train.mote.model}] if spec.include_base else []
+            base += [{"label": f"prompt:{pipeline}:base", "base": spec.train.mote.model, "prompting": pipeline}
+                     for pipeline in spec.prompting]
             config = {**spec.evaluate.snapshot(), "subjects": base + runs}
             stages["evaluate"] = job(JobKind.EVALUATE, config, [r["train_job"] for r in runs])
         return new_job(session, self.home, JobKind.PIPELINE, {**spec.snapshot(), "stages": stages},

@@ -11,10 +11,12 @@ Config layouts (plain dicts, as the CLI, YAML and UI produce them):
                 | "chains_from_job": GENERATE_JOB_ID}        (none: the bundled sample chains)
     generate:  {"generate": {GenerateConfig fields}, "questions": "train" | "file",
                 "model": "smollm2-135m-instruct", "limit": N | null, "dataset_name": "..."}
-    pipeline:  {"generate": {generate config} | null, "train": {train config}, "methods": ["mote", "lora"],
-                "evaluate": {evaluate config without subjects, "include_base": true} | null}
+    pipeline:  {"generate": {generate config} | null, "train": {train config}, "methods": ["mote", "lora"] | [],
+                "evaluate": {evaluate config without subjects, "include_base": true,
+                             "prompting": ["plain", "aligncot", ...]} | null}
                generate -> one train job per method -> one evaluate job comparing them (and the base
-               model). Without "generate" the train config names its chain source: that is a study.
+               model, and the base model through each listed prompting pipeline). Without "generate" the
+               train config names its chain source: that is a study; "methods": [] trains nothing.
     evaluate:  see jobs/evaluate_spec.py
 """
 from __future__ import annotations
@@ -69,9 +71,13 @@ class PipelineSpec:
     evaluate: EvaluateSpec | None = None
     """An EvaluateSpec without subjects (the trained runs, and the base model if include_base)."""
     include_base: bool = True
+    prompting: list[str] = field(default_factory=list)
+    """Prompting pipelines (core.decoding.subject_ref.PromptingPipeline values) the base model is
+    also evaluated through: the paper's Table 3."""
 
     def snapshot(self) -> dict[str, Any]:
-        evaluate = {**self.evaluate.snapshot(), "include_base": self.include_base} if self.evaluate else None
+        evaluate = ({**self.evaluate.snapshot(), "include_base": self.include_base, "prompting": self.prompting}
+                    if self.evaluate else None)
         if evaluate:
             evaluate.pop("subjects")
         return {"generate": self.generate.snapshot() if self.generate else None, "train": self.train.snapshot(),
@@ -174,14 +180,30 @@ def parse_pipeline(config: Any) -> PipelineSpec:
     data = only_settings("pipeline config", config, {"generate", "train", "methods", "evaluate"})
     generate = parse_generate(data["generate"], "pipeline generate config") if data.get("generate") is not None else None
     train = parse_train(data.get("train") or {}, "pipeline train config", chains_required=generate is None)
-    methods = list(data.get("methods") or [train.mote.method.value])
+    methods = list(data["methods"]) if data.get("methods") is not None else [train.mote.method.value]
     try:
         methods = list(dict.fromkeys(Method(m).value for m in methods))
     except ValueError as error:
         raise JobConfigError(f"pipeline config: methods: {error}; use {[m.value for m in Method]}.") from None
-    evaluate, include_base = None, True
+    evaluate, include_base, prompting = None, True, []
     if data.get("evaluate") is not None:
-        settings = dict(only_settings("pipeline evaluate config", data["evaluate"], {"settings", "judges", "out", "include_base"}))
+        settings = dict(only_settings("pipeline evaluate config", data["evaluate"],
+                                      {"settings", "judges", "out", "include_base", "prompting"}))
         include_base = bool(settings.pop("include_base", True))
+        prompting = _prompting_pipelines(settings.pop("prompting", None))
         evaluate = parse_evaluate(settings, "pipeline evaluate config", subjects_required=False)
-    return PipelineSpec(generate, train, methods, evaluate, include_base)
+    if not methods and (evaluate is None or not (include_base or prompting)):
+        raise JobConfigError("pipeline config: methods is empty and nothing else is evaluated: list methods to train, "
+                             "or evaluate the base model (include_base: true, or prompting: [...]).")
+    return PipelineSpec(generate, train, methods, evaluate, include_base, prompting)
+
+
+def _prompting_pipelines(value: Any) -> list[str]:
+    """The prompting pipelines of a pipeline's evaluate config, checked and in the order given."""
+    from core.decoding.subject_ref import PromptingPipeline, SubjectSpecError
+
+    items = [value] if isinstance(value, str) else list(value or [])
+    try:
+        return list(dict.fromkeys(PromptingPipeline.parse(str(item)).value for item in items))
+    except SubjectSpecError as error:
+        raise JobConfigError(f"pipeline evaluate config: prompting: {error}") from None

@@ -337,6 +337,9 @@ def load_subject(spec: str | SubjectRef, *, home: Path | None = None, say: Say =
     if ref.kind is SubjectRefKind.JOB:
         raise SubjectSpecError(f"'{ref}' names a training job: resolve it to the job's run folder first "
                                f"(jobs/ does this for evaluate jobs). Accepted here: {ACCEPTED_SPECS}.")
+    if ref.kind is SubjectRefKind.PROMPT:  # the templates live in core.synthesis, which builds on this module
+        raise SubjectSpecError(f"'{ref}' names a prompting pipeline: load it with "
+                               "core.synthesis.prompting_subject.load_any_subject (the evaluate job does).")
     if ref.kind is SubjectRefKind.BASE:
         from core.model_source import inference_placement, load_base_model
 

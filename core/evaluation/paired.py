@@ -1,4 +1,5 @@
-"""Paired comparisons between subjects: each one against the base model, and MoTE against each baseline.
+"""Paired comparisons between subjects: each one against the base model, MoTE against each
+baseline, and each prompting pipeline against the plain prompt of the same model.
 
 Why paired: every subject answers the same prompts, so two subjects' separate intervals overlap
 even when one is better on nearly every question. The difference is computed question by
@@ -19,6 +20,9 @@ from core.evaluation.metrics import METRIC_SPECS, MetricName, MetricTable
 BASE_PREFIX = "base"
 #: Subject labels that name MoTE ('mote:<run>' from the evaluate job, or 'MoTE').
 MOTE_PREFIX = "mote"
+#: Subject labels of prompting subjects ('prompt:<pipeline>:<model label>'), and of the plain prompt.
+PROMPT_PREFIX = "prompt"
+PLAIN_PROMPT_PREFIX = "prompt:plain:"
 
 
 def find_subject(subjects: Sequence[str], prefix: str) -> str | None:
@@ -43,10 +47,24 @@ class DifferenceRow:
 
 
 def comparison_pairs(subjects: Sequence[str], base: str | None, mote: str | None) -> list[tuple[str, str]]:
-    """(subject, reference) pairs: every other subject vs the base, then MoTE vs each baseline."""
+    """(subject, reference) pairs: every other subject vs the base, then MoTE vs each baseline,
+    then each prompting subject vs the plain prompt of the same model (the paper's Table 3)."""
     pairs = [(s, base) for s in subjects if base is not None and s != base]
     if mote is not None:
         pairs += [(mote, s) for s in subjects if s not in (mote, base)]
+    return pairs + prompting_pairs(subjects)
+
+
+def prompting_pairs(subjects: Sequence[str]) -> list[tuple[str, str]]:
+    """('prompt:PIPELINE:X', 'prompt:plain:X') for every pipeline but plain whose model X was
+    also evaluated with the plain prompt (labels as core.decoding.subject_ref.SubjectRef.label)."""
+    plain = {s.split(":", 2)[2]: s for s in subjects if s.lower().startswith(PLAIN_PROMPT_PREFIX) and s.count(":") >= 2}
+    pairs = []
+    for subject in subjects:
+        head, _, rest = subject.partition(":")
+        pipeline, _, model = rest.partition(":")
+        if head.lower() == PROMPT_PREFIX and pipeline.lower() != "plain" and model in plain:
+            pairs.append((subject, plain[model]))
     return pairs
 
 
