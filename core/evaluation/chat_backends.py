@@ -225,18 +225,9 @@ class HttpChatBackend:
 
     def _logprob_reply(self, client: OpenAIChatClient, conversation: Conversation, max_new_tokens: int,
                        temperature: float, seed: int | None) -> LogprobReply:
-        body: dict[str, Any] = {"model": self.model_name, "messages": conversation, "max_tokens": max_new_tokens,
-                                "temperature": temperature, "logprobs": True, "top_logprobs": TOP_LOGPROBS}
-        if seed is not None:
-            body["seed"] = seed
-        # The client's request helper gives the same key handling, retries and error messages as chat().
-        data = client._post("/chat/completions", body)
-        try:
-            choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise EndpointError(f"{self.url} answered without choices[0].message.content: is it OpenAI-compatible?") from None
-        tokens = parse_logprobs(choice.get("logprobs"))
+        text, content = client.chat_logprobs(conversation, max_tokens=max_new_tokens, top_logprobs=TOP_LOGPROBS,
+                                             temperature=temperature, seed=seed)
+        tokens = parse_logprobs({"content": content})
         if tokens is None:
             self.logprobs_offered = False
         return LogprobReply(text, tokens)

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
 
 from core.decoding.completions import Completion, CompletionRequest
 
@@ -60,11 +61,15 @@ class OpenAIChatClient:
         except (KeyError, IndexError, TypeError):
             raise EndpointError(f"{self.base_url} answered without choices[0].message.content: is it OpenAI-compatible?") from None
 
-    def chat_logprobs(self, messages: list[dict[str, str]], *, max_tokens: int, top_logprobs: int = 10) -> tuple[str, list[dict] | None]:
-        """(text, logprobs.content) of one greedy completion; content is None when the server
-        does not return logprobs (the safety checker then parses the text strictly)."""
-        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0.0,
-                "logprobs": True, "top_logprobs": top_logprobs}
+    def chat_logprobs(self, messages: list[dict[str, str]], *, max_tokens: int, top_logprobs: int = 10,
+                      temperature: float = 0.0, seed: int | None = None) -> tuple[str, list[dict] | None]:
+        """(text, logprobs.content) of one completion (greedy by default); content is None when the
+        server does not return logprobs (callers then parse the text strictly). Used by the safety
+        checker of self-generation and by HTTP judges that read label probabilities."""
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                                "temperature": temperature, "logprobs": True, "top_logprobs": top_logprobs}
+        if seed is not None:
+            body["seed"] = seed
         data = self._post("/chat/completions", body)
         try:
             choice = data["choices"][0]
