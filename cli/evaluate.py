@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from cli.generate import add_generate_arguments, generate_config
 from cli.options import CHAIN_PATHS, add_config_arguments, add_method_argument, mote_config, queue_from
 from cli.submit import add_submit_arguments, submit_from_args
 from core.decoding.subject_ref import SubjectRef, SubjectRefKind, SubjectSpecError
+from core.evaluation.judge_config import judge_settings_from_spec
 from jobs.pipelines import pipeline_config, study_config
 from jobs.records import JobKind
 from jobs.specs import JobConfigError
@@ -50,36 +50,12 @@ def _plain_subject(ref: SubjectRef) -> dict[str, Any]:
     return {"label": ref.label, "run": ref.value}
 
 
-def _judge_from_file(value: str, path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise JobConfigError(f"--judge {value}: the file should hold a mapping of judge settings.")
-    return data
-
-
 def judge_from_flag(value: str) -> dict[str, Any]:
-    """A judge config from the --judge shorthand or a YAML/JSON file."""
-    value = value.strip()
-    if value == "heuristic":
-        return {"kind": "heuristic"}
-    if value.startswith("local:"):
-        from core.evaluation.label_verdicts import JudgeMode
-
-        model, _, mode = value[6:].rpartition(":")
-        if mode in {m.value for m in JudgeMode}:  # local:MODEL:verdict-first | :free-text | :label-prob
-            return {"kind": "local", "model": model, "mode": mode}
-        return {"kind": "local", "model": value[6:]}
-    if value.startswith(("http:", "https:")):
-        url, _, rest = value.partition("#")
-        if not rest:
-            raise JobConfigError(f"--judge {value!r}: add the served model name after '#', e.g. http://host:8000/v1#mote.")
-        name, _, key_env = rest.partition("@")
-        return {"kind": "http", "url": url, "model_name": name, "api_key_env": key_env or None}
-    path = Path(value).expanduser()
-    if path.is_file():
-        return _judge_from_file(value, path)
-    raise JobConfigError(f"--judge {value!r} is not known: use heuristic, local:MODEL, http:URL#MODEL[@KEY_ENV] "
-                         "or a YAML file of judge settings.")
+    """A judge config from the --judge shorthand or a YAML/JSON file (core's one parser)."""
+    try:
+        return judge_settings_from_spec(value)
+    except ValueError as error:
+        raise JobConfigError(f"--judge: {error}") from None
 
 
 def evaluate_config(args: argparse.Namespace, source: dict[str, Any] | None = None) -> dict[str, Any]:

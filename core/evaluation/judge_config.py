@@ -218,3 +218,33 @@ def build_checked_judge(config: JudgeConfig, *, home: Path | None = None) -> Jud
     judge = build_judge(config, home=home)
     judge.check()
     return judge
+
+
+def judge_settings_from_spec(spec: str) -> dict[str, Any]:
+    """JudgeConfig fields from the judge shorthand the CLI and `judges validate` take: 'heuristic',
+    'local:MODEL[:label-prob|:verdict-first|:free-text]', 'http(s)://HOST/v1#MODEL_NAME[@KEY_ENV]',
+    or a YAML/JSON file of JudgeConfig fields. Raises ValueError saying what to write instead."""
+    spec = spec.strip()
+    if spec == "heuristic":
+        return {"kind": "heuristic"}
+    if spec.startswith("local:"):
+        model, _, mode = spec[6:].rpartition(":")
+        if mode in {m.value for m in JudgeMode}:
+            return {"kind": "local", "model": model, "mode": mode}
+        return {"kind": "local", "model": spec[6:]}
+    if spec.startswith(("http:", "https:")):
+        url, _, rest = spec.partition("#")
+        if not rest:
+            raise ValueError(f"Judge {spec!r}: add the served model name after '#', e.g. http://host:8000/v1#mote.")
+        name, _, key_env = rest.partition("@")
+        return {"kind": "http", "url": url, "model_name": name, "api_key_env": key_env or None}
+    path = Path(spec).expanduser()
+    if path.is_file():
+        import yaml
+
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"Judge file {path}: it should hold a mapping of judge settings (JudgeConfig fields).")
+        return data
+    raise ValueError(f"Judge {spec!r} is not known: use heuristic, local:MODEL, http://HOST/v1#MODEL[@KEY_ENV] "
+                     "or a YAML file of judge settings.")

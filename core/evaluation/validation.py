@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from core.evaluation.judge_config import JudgeConfig, build_checked_judge
+from core.evaluation.judge_config import JudgeConfig, build_checked_judge, judge_settings_from_spec
 from core.evaluation.types import Answer, Aspect, Judge, Verdict, VerdictOutcome
 from core.paths import ASSETS_DIR
 
@@ -257,27 +256,11 @@ def validate_judge(judge: Judge, rows: Iterable[ValidationRow]) -> ValidationRep
 
 
 def judge_config_from_spec(spec: str) -> JudgeConfig:
-    """The judge a spec names: 'heuristic', 'local:MODEL', 'http(s)://HOST/v1#MODEL_NAME[@KEY_ENV]', or a
-    YAML/JSON file of JudgeConfig fields (the same shorthand as the evaluate verb's --judge)."""
-    spec = spec.strip()
-    if spec == "heuristic":
-        return JudgeConfig(kind="heuristic", aspects=[Aspect.REFUSAL])
-    if spec.startswith("local:"):
-        return JudgeConfig(kind="local", model=spec[6:], aspects=[Aspect.REFUSAL])
-    if spec.startswith(("http:", "https:")):
-        url, _, rest = spec.partition("#")
-        if not rest:
-            raise ValueError(f"Judge {spec!r}: add the served model name after '#', e.g. http://host:8000/v1#mote.")
-        name, _, key_env = rest.partition("@")
-        return JudgeConfig(kind="http", url=url, model_name=name, api_key_env=key_env or None, aspects=[Aspect.REFUSAL])
-    path = Path(spec).expanduser()
-    if path.is_file():
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError(f"Judge file {path}: it should hold a mapping of judge settings (JudgeConfig fields).")
-        return JudgeConfig.from_dict(data)
-    raise ValueError(f"Judge {spec!r} is not known: use heuristic, local:MODEL, http://HOST/v1#MODEL[@KEY_ENV] "
-                     "or a YAML file of judge settings.")
+    """The judge a spec names (the evaluate verb's --judge shorthand, see judge_settings_from_spec),
+    scoring refusal unless the spec's file says otherwise: the validation set is labelled for refusal."""
+    settings = judge_settings_from_spec(spec)
+    settings.setdefault("aspects", [Aspect.REFUSAL.value])
+    return JudgeConfig.from_dict(settings)
 
 
 def run_validation(judge_spec: str, out_dir: str | Path, *, validation_set: str | Path | None = None,
