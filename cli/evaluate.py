@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from cli.generate import add_generate_arguments, generate_config
 from cli.options import CHAIN_PATHS, add_config_arguments, add_method_argument, mote_config, queue_from
 from cli.submit import add_submit_arguments, submit_from_args
