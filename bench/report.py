@@ -1,6 +1,6 @@
 """Run every bench script at its documented settings and write docs/figures.md from what they measured.
 
-    python bench/report.py                      # every bench, documented settings (about an hour on 2 cores)
+    python bench/report.py                      # every bench, documented settings (tens of minutes on 2 cores)
     python bench/report.py --only bench_experts # one bench; the other sections of the file are kept
     python bench/report.py --quick --only bench_expert_layouts   # small settings: a smoke check
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import json
 import os
 import shlex
 import subprocess
@@ -147,8 +148,6 @@ def this_machine() -> Machine:
 
 def run_bench(spec: BenchSpec, quick: bool, folder: Path) -> BenchResult:
     """Run one bench script in its own process and read its JSON back."""
-    import json
-
     out = folder / f"{spec.name}.json"
     args = [spec.script, *(spec.quick_args if quick else spec.documented_args)]
     print(f"== {spec.name}: python {shlex.join(args)}", flush=True)
