@@ -8,7 +8,7 @@ ARGS ?=
 # Test processes (pytest-xdist): one per core by default; `make test PYTEST_WORKERS=0` runs in one process.
 PYTEST_WORKERS ?= auto
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast bench figures clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +31,11 @@ test-fast: install
 
 bench: install
 	MOTE_HOME=$(MOTE_TEST_HOME) $(PY) bench/bench_experts.py $(ARGS)
+
+# Every bench at its documented settings -> docs/figures.md (tens of minutes on 2 cores; run on a quiet
+# machine). `make figures ARGS="--only bench_experts"` reruns one; ARGS="--quick" is a smoke check.
+figures: install
+	MOTE_HOME=$(MOTE_TEST_HOME) $(PY) bench/report.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

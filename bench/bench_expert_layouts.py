@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from bench.bench_experts import median_interval  # noqa: E402
 from core.config import QuestionRouting  # noqa: E402
 from core.experts.layer import StepExpertLinear  # noqa: E402
 from core.experts.routing import ExpertLayout, ExpertRouter  # noqa: E402
@@ -191,11 +192,12 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             run_variant(layers, inputs, grads)
             times[name].append(time.perf_counter() - start)
-    figures = {}
-    for name in ("dense", "segments", "gathered"):
-        figures[f"{name}_vs_lora"] = statistics.median(a / b for a, b in zip(times[name], times["lora"]))
-    for name in ("segments", "gathered"):
-        figures[f"{name}_vs_dense"] = statistics.median(a / b for a, b in zip(times[name], times["dense"]))
+    figures, intervals = {}, {}
+    pairs = [(f"{name}_vs_lora", name, "lora") for name in ("dense", "segments", "gathered")]
+    pairs += [(f"{name}_vs_dense", name, "dense") for name in ("segments", "gathered")]
+    for figure, numerator, denominator in pairs:
+        ratios = [a / b for a, b in zip(times[numerator], times[denominator])]
+        figures[figure], intervals[figure] = statistics.median(ratios), median_interval(ratios)
     for name, value in figures.items():
         print(f"{name}: {value:.2f}")
     print("seconds_per_pass: " + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in times.items()))
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps({
         "settings": {"layers": args.layers, "rows": args.rows, "repeats": args.repeats, "threads": args.threads,
                      "rank": RANK, "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()},
-        "figures": figures, "max_relative_difference_from_dense": differences, "seconds": times}, indent=2) + "\n")
+        "figures": figures, "intervals_95": intervals, "max_relative_difference_from_dense": differences, "seconds": times}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
