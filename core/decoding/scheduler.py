@@ -8,9 +8,9 @@ programs (core.decoding.chain_programs), a base model's single answer stage and 
 completions (core.decoding.completions) are all programs, so the cache logic below exists once.
 
 Each step feeds every row's next token with its own stage id in one batched forward (MoTE's
-shared expert folded, step experts routed per token: rows are in different stages). Rows finish on their own and are
-refilled from the job source in the same step; new rows are prefilled together, left-padded,
-and spliced into the running KV cache (core.decoding.kv_rows). Models whose cache layers are not
+shared expert folded, step experts routed per token: rows are in different stages). Rows finish
+on their own and are refilled from the job source in the same step; new rows are prefilled
+together, left-padded, and spliced into the running KV cache (core.decoding.kv_rows). Models whose cache layers are not
 plain dynamic layers (sliding-window) are refilled only when the batch drains.
 
 A lone row is never padded (rows are prefilled unpadded alone, and keep_rows drops columns that
