@@ -10,6 +10,7 @@
     python launch.py evaluate --run RUN|job:ID|base:MODEL --sets SETS --judge JUDGE  (a queued job)
     python launch.py study --config FILE   train MoTE + baselines, evaluate and compare them
     python launch.py generate  self-generate AlignCoT chains for a question set (resumable)
+    python launch.py judges validate --judge JUDGE [--out DIR]  agreement with the labelled answers
     python launch.py questions list | import FILE | leakage --train A --eval B [--drop OUT]
     python launch.py doctor  check the installation, database, GPUs and default model (exit 1 on FAIL)
     python launch.py config-reference [--write docs/config-reference.md]  settings reference
@@ -23,11 +24,11 @@ import sys
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cli import demo, doctor, evaluate, generate, jobs, questions, serve, train, ui  # noqa: E402  (after the env)
+from cli import demo, doctor, evaluate, generate, jobs, judges, questions, serve, train, ui  # noqa: E402  (after the env)
 from cli.options import add_common_arguments  # noqa: E402
 
 #: Each module: VERBS, add_parser(subparsers) and run(args) -> exit code.
-VERB_GROUPS = (ui, demo, train, generate, evaluate, jobs, serve, questions, doctor)
+VERB_GROUPS = (ui, demo, train, generate, evaluate, judges, jobs, serve, questions, doctor)
 #: `python launch.py [--port P ...]` with no verb serves the app.
 DEFAULT_GROUP = ui
 

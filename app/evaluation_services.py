@@ -14,6 +14,8 @@ from app.evaluation_views import settings_diff_table
 from app.question_library import QuestionLibrary
 from core.decoding.subject_ref import PROMPT_PREFIX, PromptingPipeline, SubjectRef
 from core.decoding.subjects import BASE_PREFIX
+from core.evaluation.heuristic_judge import HEURISTIC_JUDGE_ID
+from core.evaluation.validation_store import stored_report, validate_and_store
 from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 from jobs.kinds import JobKind, JobStatus
 from jobs.pipelines import pipeline_config
@@ -22,6 +24,7 @@ from jobs.queue import JobQueue
 from jobs.views import EvaluationReport, JobRow, LossPoint
 
 EVAL_SET_PREFIX = "eval_"
+LLM_JUDGE_PREFIX = "llm:"
 JOB_PREFIX = "job:"
 
 
@@ -96,3 +99,31 @@ class EvaluationServices:
     def compare_runs(self, job_ids: list[int]) -> tuple[list[LossPoint], str]:
         """Overlaid loss curves and a Markdown table of the settings that differ."""
         return loss_curves(self.queue.sessions, job_ids), settings_diff_table(run_settings(self.queue.sessions, job_ids))
+
+    def judge_validation(self, judge_id: str | None) -> str:
+        """The stored validation report of a judge (Markdown), or what to run to make one.
+
+        Only the heuristic judge is validated from the app (a second); an LLM judge reads a few
+        hundred answers, which is job-length work, so its command is given instead."""
+        if not judge_id:
+            return "Pick a judge above to see how well it agrees with the labelled answers."
+        report = stored_report(self.queue.home, judge_id)
+        if report is not None:
+            return report
+        if judge_id == HEURISTIC_JUDGE_ID:
+            return "The heuristic judge has not been validated in this data directory yet: press the button below."
+        return (f"Judge `{judge_id}` has not been validated yet. Run `python launch.py judges validate --judge "
+                f"{judge_spec_hint(judge_id)}` (minutes on a CPU); its report then shows here.")
+
+    def validate_heuristic_judge(self) -> str:
+        """Validate the heuristic judge now (regular expressions over a few hundred answers) and store its report."""
+        validate_and_store("heuristic", self.queue.home)
+        return self.judge_validation(HEURISTIC_JUDGE_ID)
+
+
+def judge_spec_hint(judge_id: str) -> str:
+    """The --judge value that names an LLM judge id like 'llm:MODEL:label-prob' (a placeholder when unclear)."""
+    model = judge_id[len(LLM_JUDGE_PREFIX):].rsplit(":", 1)[0] if judge_id.startswith(LLM_JUDGE_PREFIX) else ""
+    if model and "://" not in model:
+        return f"local:{model}"
+    return "http://HOST/v1#MODEL_NAME  (or a YAML file of this judge's settings)"

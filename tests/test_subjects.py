@@ -198,3 +198,34 @@ def test_load_subject_errors_say_what_was_given_and_what_is_accepted(tmp_path):
     (tmp_path / "running" / "checkpoints").mkdir(parents=True)
     with pytest.raises(SubjectSpecError, match=r"training has not finished"):
         load_subject(str(tmp_path / "running"))
+
+
+def _layout_subject(tiny_dir, **experts) -> MoteSubject:
+    mote = tiny_mote(tiny_dir, **experts)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for layer in mote.router.layers:
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=generator) * 0.2)
+    return MoteSubject(mote, label="layout")
+
+
+@pytest.mark.parametrize("experts", [{}, {"shared_expert": False}, {"step_experts": False, "shared_expert": False}])
+def test_batched_rows_in_different_stages_answer_as_one_at_a_time(tiny_dir, experts):
+    """Every layout, rows of one step in different stages (a stage-skipping path beside full
+    chains, refilled rows prefilling beside decoding ones): the shared expert stays folded while
+    the step experts are routed per token, and the answers are the lone chains' answers."""
+    subject = _layout_subject(tiny_dir, **experts)
+    settings = GenerationSettings(max_stage_tokens=5, min_stage_tokens=1, stage_limits={"analysis": 2, "guidance": 4})
+    alone = [subject.answer(q, settings).stage_texts() for q in QUESTIONS]
+    stages_per_step: list[set[int]] = []
+    forward = subject._batch_forward
+
+    def watched():
+        step = forward()
+        return lambda decode_step: stages_per_step.append(set(decode_step.stage_ids.flatten().tolist())) or step(decode_step)
+
+    subject._batch_forward = watched
+    together = dict(subject.answer_many(QUESTIONS, settings, batch_size=4))
+    assert [together[i].stage_texts() for i in range(len(QUESTIONS))] == alone
+    assert any(len(stages - {-1}) > 1 for stages in stages_per_step)  # some step mixed writing stages
+    assert subject.mote.router.folded_gate is None and subject.mote.router.residual is None  # unfolded after

@@ -72,6 +72,14 @@ class EvaluateActions:
         return pd.DataFrame(rows)
 
     @user_facing
+    def validation(self, judge: str | None) -> str:
+        return self.services.judge_validation(judge)
+
+    @user_facing
+    def validate_heuristic(self) -> str:
+        return self.services.validate_heuristic_judge()
+
+    @user_facing
     def compare(self, jobs: list[int]) -> tuple[pd.DataFrame, str]:
         points, diff = self.services.compare_runs([int(j) for j in jobs or []])
         return loss_curves_table(points), diff
@@ -105,6 +113,9 @@ def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None
     charts = gr.Gallery(label="charts (95% bootstrap intervals)", columns=4, height="auto", elem_id="eval-charts")
     judge = gr.Dropdown(label="Drill-down: judge", elem_id="eval-judge")
     samples = gr.Dataframe(label="per-sample drill-down", wrap=True, max_height=420, elem_id="eval-samples")
+    with gr.Accordion("Judge validation", open=False):
+        validation = gr.Markdown(elem_id="eval-judge-validation")
+        validate = gr.Button("Validate the heuristic judge", size="sm", elem_id="eval-validate-heuristic")
     gr.Markdown("### Compare runs")
     runs = gr.Dropdown(multiselect=True, label="Training jobs", elem_id="eval-compare-runs")
     curves = gr.LinePlot(x="step", y="loss", color="run", label="loss", elem_id="eval-curves")
@@ -117,4 +128,6 @@ def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None
     gr.on([job.change, gr.Timer(5.0).tick], actions.result, [job, judge], [report, charts, judge], api_name="evaluation_result",
           show_progress="hidden")
     gr.on([judge.change], actions.samples, [job, judge], samples, api_name="evaluation_samples")
+    gr.on([judge.change], actions.validation, judge, validation, api_name="judge_validation")
+    validate.click(actions.validate_heuristic, None, validation, api_name="validate_heuristic_judge")
     runs.change(actions.compare, runs, [curves, diff], api_name="compare_runs")

@@ -7,10 +7,10 @@ logits that follow; anything else it yields is an event, handed to its job's `on
 programs (core.decoding.chain_programs), a base model's single answer stage and plain-text
 completions (core.decoding.completions) are all programs, so the cache logic below exists once.
 
-Each step feeds every row's next token with its own stage id in one batched forward (MoTE
-experts routed per token: rows are in different stages). Rows finish on their own and are
-refilled from the job source in the same step; new rows are prefilled together, left-padded,
-and spliced into the running KV cache (core.decoding.kv_rows). Models whose cache layers are not
+Each step feeds every row's next token with its own stage id in one batched forward (MoTE's
+shared expert folded, step experts routed per token: rows are in different stages). Rows finish
+on their own and are refilled from the job source in the same step; new rows are prefilled
+together, left-padded, and spliced into the running KV cache (core.decoding.kv_rows). Models whose cache layers are not
 plain dynamic layers (sliding-window) are refilled only when the batch drains.
 
 A lone row is never padded (rows are prefilled unpadded alone, and keep_rows drops columns that
@@ -100,14 +100,16 @@ def causal_lm_forward(model: PreTrainedModel) -> BatchForward:
 def mote_forward(mote: MoteModel, *, fold: bool = False) -> BatchForward:
     """A MoteModel's step, every token routed by its stage. With `fold`, a step whose tokens all
     share one writing stage runs with that stage's experts folded into the weights (costs what
-    the base model costs); worth it for a lone chain only, whose stage changes a few times."""
+    the base model costs); worth it for a lone chain only, whose stage changes a few times.
+    Otherwise (rows in different stages) the gate every stage shares stays folded and only the
+    step experts are routed per token (MoteModel.forward's fold_common)."""
     def forward(step: DecodeStep) -> torch.Tensor:
         if fold and step.shared_stage not in (None, QUESTION_STAGE_ID):
             device = step.input_ids.device
             mote.router.fold(mote.layout.stage_gate(Stage(step.shared_stage)).to(device))
             return causal_lm_forward(mote.model)(step)
         out = mote.forward(step.input_ids, step.stage_ids, attention_mask=step.attention_mask,
-                           position_ids=step.position_ids, cache=step.cache, logits_to_keep=1)
+                           position_ids=step.position_ids, cache=step.cache, logits_to_keep=1, fold_common=not fold)
         return out.logits[:, -1].float()
     return forward
 

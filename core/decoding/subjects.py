@@ -264,6 +264,16 @@ class MoteSubject(BatchingSubject):
         job = chain_job(self.mote, question, settings, output, key=key, on_event=reply.observe)
         return job, lambda: self._count(output, settings, reply)
 
+    def _answer_batched(self, parsed: list[tuple[str, GenerationSettings]], batch_size: int,
+                        should_stop: Callable[[], bool]) -> Iterator[tuple[int, SubjectReply]]:
+        """Batched steps keep the shared expert folded (core.decoding.scheduler.mote_forward); it
+        is unfolded afterwards (buffers kept for the next run), so no later plain call of the
+        wrapped model sees folded weights."""
+        try:
+            yield from super()._answer_batched(parsed, batch_size, should_stop)
+        finally:
+            self.mote.router.unfold(release=False)
+
     def _batch_forward(self) -> BatchForward:
         self.mote.model.eval()
         return mote_forward(self.mote)

@@ -14,6 +14,10 @@ uniform, B zero, scale lora_alpha / r), so zero B is exactly the base model.
 
 Token-level baselines (moe_token, mixlora) give the layer a `TokenGate`: g then comes from the
 gate, per token, and the router's gates only mark padding (core/experts/token_gate.py).
+
+Folded forms (inference): `fold(g)` caches W0 + delta(g), so a token whose gate is g costs one
+plain matmul. With a folded common gate c and per-token residual gates r = g - c over a few
+experts (ExpertRouter.route_over_fold), y = (W0 + delta(c)) x + b + sum_e r_e * scaling * B_e A_e x.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.experts.routing import ExpertRouter
+from core.experts.routing import ExpertRouter, ResidualGates
 from core.experts.token_gate import TokenGate
 
 
@@ -103,7 +107,9 @@ class StepExpertLinear(nn.Module):
         if not self.router.enabled:
             return self.base_layer(x)
         if self._folded:
-            return F.linear(x, self._folded_weight, self.base_layer.bias)
+            result = F.linear(x, self._folded_weight, self.base_layer.bias)
+            residual = self.router.residual
+            return result if residual is None else result + self._residual_update(x, residual).to(result.dtype)
         gates = self.router.gates
         valid = None
         if self.token_gate is not None:  # router gates are only the padding mask here
@@ -126,6 +132,17 @@ class StepExpertLinear(nn.Module):
         hidden = hidden * (gates.to(hidden.dtype) * self.scaling).unsqueeze(-1)
         update = F.linear(hidden.flatten(-2), b)
         return result + update.to(result.dtype)
+
+    def _residual_update(self, x: torch.Tensor, residual: ResidualGates) -> torch.Tensor:
+        """sum over the residual's experts of g_e * scaling * B_e A_e x; (..., in) -> (..., out).
+
+        The expert slices of A (E, r, in) and B (out, E, r) are views, not copies."""
+        a = self.lora_A[residual.experts].reshape(-1, self.lora_A.shape[-1])
+        b = self.lora_B[:, residual.experts].reshape(self.lora_B.shape[0], -1)
+        if residual.gates.shape[:-1] != x.shape[:-1]:
+            raise ValueError(f"residual gates {tuple(residual.gates.shape)} do not match the layer input {tuple(x.shape)}.")
+        hidden = F.linear(self.dropout(x).to(a.dtype), a) * residual.row_scales(self.rank, self.scaling, a.dtype)
+        return F.linear(hidden, b)
 
     def extra_repr(self) -> str:
         return f"experts={self.num_experts}, rank={self.rank}, scaling={self.scaling:g}"

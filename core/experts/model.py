@@ -6,6 +6,7 @@ tests, export and loading reuse one by one (litgpt's `mark_only_lora_as_trainabl
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from dataclasses import dataclass
@@ -161,13 +162,16 @@ class MoteModel:
         cache=None,
         training: bool = False,
         logits_to_keep: int = 0,
+        fold_common: bool = False,
     ):
         """Causal-LM forward with every token routed by its stage id; returns HF outputs.
 
         input_ids, stage_ids (batch, seq); attention_mask 2-D (batch, kv) or a prepared 4-D mask.
+        `fold_common` (inference): fold the gate every chain stage shares into the weights and
+        route only the rest per token (ExpertLayout.split_common): batched decoding of rows in
+        different stages at close to the base model's cost. Same outputs up to float rounding.
         """
-        gates = self.gates(stage_ids, training=training, question_expert=question_expert)
-        with self.router.route(gates):
+        with self._routing(stage_ids, training=training, question_expert=question_expert, fold_common=fold_common):
             return self.model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -178,6 +182,18 @@ class MoteModel:
             )
 
     __call__ = forward
+
+    def _routing(self, stage_ids: torch.Tensor, *, training: bool, question_expert: torch.Tensor | None,
+                 fold_common: bool) -> contextlib.AbstractContextManager[None]:
+        if not fold_common or training:
+            return self.router.route(self.gates(stage_ids, training=training, question_expert=question_expert))
+        routing = QuestionRouting(self.config.infer_question_routing)
+        cpu_ids = stage_ids.cpu()
+        common, residual = self.layout.split_common(self.layout.gates(cpu_ids, routing, question_expert), cpu_ids)
+        if not bool(common.any()):  # nothing shared to fold: plain per-token routing costs the same
+            return self.router.route(self.gates(stage_ids, training=False, question_expert=question_expert))
+        device = stage_ids.device
+        return self.router.route_over_fold(common.to(device), residual.to(device) if residual is not None else None)
 
 
 def build_mote_model(

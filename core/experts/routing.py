@@ -74,6 +74,31 @@ class ExpertLayout:
         stage_ids = torch.full((1, 1), int(stage), dtype=torch.long)
         return self.gates(stage_ids, QuestionRouting.MEAN)[0, 0]
 
+    def common_gate(self) -> torch.Tensor:
+        """Gate components (num_experts,) every chain stage shares (others zero): MoTE's shared
+        expert at 1 - alpha, a single LoRA at 1, nothing for step experts without a shared one.
+
+        Why: folded into the weights once, they cost nothing per token, so rows of a batch in
+        different stages only route what differs between stages (`split_common`)."""
+        gates = torch.stack([self.stage_gate(stage) for stage in CHAIN_STAGES])
+        shared = (gates == gates[0]).all(dim=0)
+        return torch.where(shared, gates[0], torch.zeros_like(gates[0]))
+
+    def split_common(self, gates: torch.Tensor, stage_ids: torch.Tensor) -> tuple[torch.Tensor, ResidualGates | None]:
+        """(common gate, what each token adds to it) for per-token gates (batch, seq, E).
+
+        gates = common + residual on every non-pad token, exactly; pad tokens get the common gate
+        (their outputs are masked from every other token and never read). The residual covers
+        the contiguous run of experts where some token differs; None when no token differs.
+        """
+        common = self.common_gate().to(gates.dtype)
+        residual = torch.where((stage_ids != PAD_STAGE_ID).unsqueeze(-1), gates - common, torch.zeros_like(gates))
+        differs = residual.flatten(0, -2).abs().amax(dim=0).nonzero().flatten().tolist()
+        if not differs:
+            return common, None
+        experts = slice(differs[0], differs[-1] + 1)
+        return common, ResidualGates(experts, residual[..., experts])
+
     def gates(
         self,
         stage_ids: torch.Tensor,
@@ -122,6 +147,25 @@ class ExpertLayout:
         return torch.where(is_question, question, weights)
 
 
+class ResidualGates:
+    """Per-token gates (..., k) of the experts `experts` (a slice of k) on top of a folded gate."""
+
+    def __init__(self, experts: slice, gates: torch.Tensor) -> None:
+        self.experts, self.gates = experts, gates
+        self._per_rank: dict[tuple[int, float], torch.Tensor] = {}
+
+    def to(self, device: torch.device | str) -> ResidualGates:
+        return ResidualGates(self.experts, self.gates.to(device))
+
+    def row_scales(self, rank: int, scaling: float, dtype: torch.dtype) -> torch.Tensor:
+        """(..., k * rank): each expert's gate times `scaling`, repeated over its rank rows. Built
+        once per forward and shared by every layer of that rank (saves two ops per layer)."""
+        key = (rank, scaling)
+        if key not in self._per_rank:
+            self._per_rank[key] = (self.gates.to(dtype) * scaling).repeat_interleave(rank, dim=-1)
+        return self._per_rank[key]
+
+
 class ExpertRouter:
     """Holds the gates of the forward pass in flight and the layers that read them.
 
@@ -136,6 +180,8 @@ class ExpertRouter:
         self.gates: torch.Tensor | None = None
         self.layers: list[StepExpertLinear] = []
         self.folded_gate: torch.Tensor | None = None
+        self.residual: ResidualGates | None = None
+        """Per-token gates routed on top of the folded gate (`route_over_fold`), else None."""
         self._holds_buffers = False
         self.enabled = True
         self.gate_losses = GateLosses()  # filled by the layers' TokenGates (token-level baselines)
@@ -151,6 +197,18 @@ class ExpertRouter:
             yield
         finally:
             self.gates = previous
+
+    @contextlib.contextmanager
+    def route_over_fold(self, common: torch.Tensor, residual: ResidualGates | None) -> Iterator[None]:
+        """Fold `common` (num_experts,) into every layer (kept across calls while it stays the same)
+        and route `residual` per token on top: how rows in different stages decode together at
+        nearly the base model's cost (ExpertLayout.split_common)."""
+        self.fold(common)
+        previous, self.residual = self.residual, residual
+        try:
+            yield
+        finally:
+            self.residual = previous
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[None]:
