@@ -82,8 +82,7 @@ class TrainActions:
     @user_facing
     def status(self, job: int | None) -> tuple[str, pd.DataFrame, pd.DataFrame, str]:
         if job is None:
-            empty = pd.DataFrame({"step": [], "loss": []})
-            return progress_bar(0.0, "No training run yet: fill the form and press Train."), empty, empty, ""
+            return progress_bar(0.0, "No training run yet: fill the form and press Train."), *metric_frames(None), ""
         m = self.services.training_monitor(int(job))
         step = f"step {m.steps[-1]}/{m.total_steps or '?'}" if m.steps else "no step yet"
         eta = f" · ETA {m.eta_seconds:.0f} s" if m.eta_seconds is not None and m.status is JobStatus.RUNNING else ""

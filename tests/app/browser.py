@@ -3,7 +3,6 @@ Debian's chromium is missing, and the small steps a user takes (open a tab, pick
 option, fill a field, read a table's rows or a plot's data)."""
 from __future__ import annotations
 
-import json
 import re
 import shutil
 
@@ -64,20 +63,15 @@ def wait_text(locator, pattern: str, timeout: int = JOB_TIMEOUT_MS) -> str:
     return locator.inner_text()
 
 
-def plot_series(page, elem_id: str) -> dict[str, int]:
-    """The lines a Gradio LinePlot draws, read from its Vega view: {series name: points}."""
-    data = page.evaluate(
-        """(id) => {
-            const el = document.querySelector(`#${id} .vega-embed`);
-            const view = el && (el.__view || el.view);
-            if (!view) { return null; }
-            for (const name of ["data", "source_0", "data_0"]) {
-                try { return JSON.stringify(view.data(name)); } catch (e) { }
-            }
-            return null;
-        }""", elem_id)
-    rows = json.loads(data) if data else []
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[str(row.get("run") or row.get("color") or "")] = counts.get(str(row.get("run") or ""), 0) + 1
-    return counts
+def plot_lines(page, elem_id: str) -> dict[str, int]:
+    """The lines a Gradio LinePlot draws, read from its Vega SVG: {series: number of points}.
+    Only lines with a colour count (a chart fed with the wrong column types draws uncoloured
+    lines with undefined values, which the eye sees as an empty chart)."""
+    marks = page.locator(f"#{elem_id} [aria-roledescription='line mark']").evaluate_all(
+        "marks => marks.map(m => [m.getAttribute('aria-label'), m.getAttribute('stroke'), m.getAttribute('d')])")
+    lines: dict[str, int] = {}
+    for label, stroke, path in marks:
+        series = re.search(r"run: (.*)$", label or "")
+        if stroke and series and "undefined" not in label:
+            lines[series.group(1)] = len(re.findall(r"[ML]", path or ""))
+    return lines
