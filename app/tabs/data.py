@@ -40,12 +40,16 @@ class DataActions:
         report = self.services.preview_import(file, question_column)
         return report.summary(), questions_table(report.questions), rejected_table(report)
 
-    @user_facing
     def import_questions(self, file: str | None, name: str, question_column: str) -> tuple[str, dict]:
+        """Import, and say the result under the import form. A failed import says why there,
+        once, and leaves the question-set picker as it was (no error mark on a control that
+        did not fail, so no gr.Error: it would mark every output)."""
         if not file:
-            raise ValueError("Choose a file to import first (.jsonl, .json, .csv, .tsv or .parquet).")
-        ref, report = self.services.import_question_set(file, name, question_column)
-        gr.Info(f"Imported question set '{ref.name}'.")
+            return "**Not imported:** choose a file first (.jsonl, .json, .csv, .tsv or .parquet).", gr.skip()
+        try:
+            ref, report = self.services.import_question_set(file, name, question_column)
+        except (ValueError, LookupError, FileNotFoundError) as error:
+            return f"**Not imported:** {error}", gr.skip()
         return f"Saved as **{ref.name}**: {report.summary()}", gr.update(choices=self.set_names(), value=ref.name)
 
     @user_facing

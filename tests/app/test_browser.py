@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from jobs.records import JobStatus
-from tests.app.browser import JOB_TIMEOUT_MS, choose, expect, fill, needs_chromium, open_tab, table_rows
+from tests.app.browser import JOB_TIMEOUT_MS, choose, error_badges, expect, fill, needs_chromium, open_tab, table_rows
 from tests.app.conftest import wait_job, write_questions_csv
 
 pytestmark = needs_chromium
@@ -88,7 +88,7 @@ def test_chat_side_by_side_shows_stage_blocks_with_their_experts(page, trained_r
     open_tab(page, "Chat")
     page.locator("#chat-refresh").click()
     expect(page.locator("#chat-subject-1 input")).to_have_value(re.compile("base model"))
-    expect(page.locator("#chat-subject-2 input")).to_have_value(re.compile(r"run \d+ \(mote"))
+    expect(page.locator("#chat-subject-2 input")).to_have_value(re.compile(r"mote · .* \(job \d+\)"))
     page.get_by_role("button", name="Path, self-check and sampling").click()
     page.locator("#chat-path").get_by_text("full chain").click()
     page.locator("#chat-check input").check()
@@ -129,7 +129,7 @@ def test_a_reloaded_page_reattaches_to_the_running_job(page, studio):
     job_id = running_job_from_progress(page)
     page.reload()
     open_tab(page, "Train")
-    expect(page.locator("#train-run input")).to_have_value(re.compile(f"job {job_id} .*running"), timeout=30_000)
+    expect(page.locator("#train-run input")).to_have_value(re.compile(rf"\(job {job_id}\) · running"), timeout=30_000)
     progress = page.locator("#train-progress")
     expect(progress).to_contain_text(f"Job {job_id} running", timeout=30_000)
     expect(progress).to_contain_text(re.compile(r"step \d+/"), timeout=60_000)
@@ -139,3 +139,35 @@ def test_a_reloaded_page_reattaches_to_the_running_job(page, studio):
     expect(table_rows(page, "jobs-table").first).to_contain_text("running")
     studio.services.cancel_job(job_id)
     assert wait_job(studio.queue, job_id).status is JobStatus.CANCELLED
+
+
+def test_a_failed_import_says_why_once_and_marks_no_other_control(page, tmp_path):
+    page.locator("#import-accordion > button").first.click()
+    page.set_input_files("#import-file input[type=file]", str(write_questions_csv(tmp_path / "clash.csv")))
+    fill(page, "import-name", "train")  # the name of a bundled set: refused
+    page.locator("#import-save").click()
+    expect(page.locator("#import-summary")).to_contain_text("Not imported")
+    expect(page.locator("#import-summary")).to_contain_text("bundled set")
+    expect(error_badges(page, "data-set")).to_have_count(0)
+    expect(page.locator("#data-set input")).not_to_have_value("train-1")
+    expect(page.locator(".toast-body")).to_have_count(0)
+
+
+def test_a_cleared_chains_choice_cannot_launch_training(page, studio):
+    open_tab(page, "Train")
+    fill_tiny_training(page, studio, steps=2)
+    before = len(studio.services.training_jobs())
+    page.locator("#train-source input").fill("")
+    page.locator("#train-source input").press("Tab")
+    page.locator("#train-launch").click()
+    expect(page.locator("#train-launch-note")).to_contain_text("Not queued")
+    expect(page.locator("#train-launch-note")).to_contain_text("Chains to train on")
+    assert len(studio.services.training_jobs()) == before
+    choose(page, "train-source", "bundled sample chains")
+    fill(page, "train-run-name", "sample check")
+    page.locator("#train-launch").click()
+    expect(page.locator("#train-launch-note")).to_contain_text(re.compile(r"Queued \*?\*?sample check\*?\*? as job \d+|Queued sample check as job \d+"))
+    job_id = int(re.search(r"as job (\d+)", page.locator("#train-launch-note").inner_text()).group(1))
+    expect(page.locator("#train-launch-note")).to_contain_text("2 steps")
+    studio.services.cancel_job(job_id)
+    wait_job(studio.queue, job_id)
