@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.records import Job
+from jobs.records import Job, TrainingRun
 from jobs.results import record_metric, sync_checkpoints
 
 
@@ -83,10 +83,14 @@ class TrainingReporter:
     def __init__(self, sessions: sessionmaker[Session], job_id: int, run_id: int, run_dir: Path) -> None:
         self.sessions, self.job_id, self.run_id, self.run_dir = sessions, job_id, run_id, Path(run_dir)
         self.progress = JobProgress(sessions, job_id)
+        self._total_known = False
         self.writer = tensorboard_writer(self.run_dir / "tensorboard")
 
     def on_step(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
         with self.sessions.begin() as session:
+            if not self._total_known:  # the Train tab shows "step k/total" from the first step on
+                session.execute(update(TrainingRun).where(TrainingRun.id == self.run_id).values(total_steps=total_steps))
+                self._total_known = True
             record_metric(session, self.run_id, self.job_id, step, metrics)
             sync_checkpoints(session, self.run_id, self.run_dir)  # the one saved after the previous step
             self.progress.update(session, step, total_steps, f"step {step}/{total_steps}  loss {metrics['loss']:.4f}")

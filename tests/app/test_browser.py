@@ -171,3 +171,36 @@ def test_a_cleared_chains_choice_cannot_launch_training(page, studio):
     expect(page.locator("#train-launch-note")).to_contain_text("2 steps")
     studio.services.cancel_job(job_id)
     wait_job(studio.queue, job_id)
+
+
+def test_a_cancelled_cpu_training_job_saves_its_progress_and_its_retry_resumes_after_step_0(page, studio):
+    from sqlalchemy import func, select
+
+    from jobs.records import Metric
+
+    open_tab(page, "Train")
+    fill_tiny_training(page, studio, steps=100_000)  # far more than it can do before the cancel
+    page.locator("#train-launch").click()
+    job_id = running_job_from_progress(page)
+    expect(page.locator("#train-progress")).to_contain_text(re.compile(r"step ([3-9]|\d\d+)/"), timeout=JOB_TIMEOUT_MS)
+    open_tab(page, "Jobs")
+    fill(page, "jobs-selected", job_id)
+    page.locator("#jobs-cancel").click()
+    cancelled = wait_job(studio.queue, job_id, timeout=60)
+    assert cancelled.status is JobStatus.CANCELLED and cancelled.exit_code != -9, cancelled.error
+    with studio.queue.sessions() as session:
+        done = session.scalar(select(func.max(Metric.step)).where(Metric.job_id == job_id))
+    page.locator("#jobs-retry").click()
+    expect(page.locator("#jobs-selected input")).not_to_have_value(str(job_id))
+    retry = int(page.locator("#jobs-selected input").input_value())
+    assert studio.queue.get(retry).retry_of == job_id
+
+    def first_step_of_retry():
+        with studio.queue.sessions() as session:
+            return session.scalar(select(func.min(Metric.step)).where(Metric.job_id == retry))
+
+    from tests.jobs.conftest import wait_for
+    first = wait_for(first_step_of_retry, 120, every=0.5, what=f"retry {retry} to train a step")
+    assert first == done + 1 > 1  # it resumed from the checkpoint saved when cancelled
+    studio.services.cancel_job(retry)
+    wait_job(studio.queue, retry)
