@@ -75,11 +75,24 @@ class DataActions:
         """The dataset list only: a timer must not set the value (its input may be older than a pick)."""
         return gr.update(choices=[(d.label, d.id) for d in self.services.chain_datasets()])
 
-    def chain_datasets(self, current: int | None) -> dict:
-        """The dataset list and the one to show: `current` if it exists, else the newest."""
+    def chain_datasets(self, current: int | None) -> tuple[dict, int]:
+        """The dataset list, the one to show (`current` if it exists, else the newest) and the
+        newest finished one now (what follow_finished compares against)."""
         update = self.dataset_choices()
         ids = [value for _, value in update["choices"]]
-        return {**update, "value": current if current in ids else (ids[0] if ids else None)}
+        return {**update, "value": current if current in ids else (ids[0] if ids else None)}, self._newest_finished()
+
+    def follow_finished(self, seen: int | None) -> tuple[dict, int]:
+        """The dataset list; when a generation has finished since the page last looked, its
+        dataset is shown (the page promises its chains "appear in the browser below")."""
+        update, newest = self.dataset_choices(), self._newest_finished()
+        if newest > (seen or 0):
+            return {**update, "value": newest}, newest
+        return update, seen or 0
+
+    def _newest_finished(self) -> int:
+        finished = {job.id for job in self.services.jobs(kind=JobKind.GENERATE) if job.status.finished}
+        return max((d.id for d in self.services.chain_datasets() if d.job_id in finished), default=0)
 
     @user_facing
     def browse_chains(self, dataset: int | None, shape: str, flag: str, category: str, kind: str) -> tuple:
@@ -211,9 +224,10 @@ def _chain_browser_section(actions: DataActions, demo: gr.Blocks, tab: gr.Tab) -
         export = gr.Button("Export kept chains (JSONL)", elem_id="chain-export")
     exported = gr.File(label="Exported chains", height=90, elem_id="chain-exported")
     filters = [dataset, shape, flag, category, kind]
-    gr.on([refresh.click, demo.load, tab.select], actions.chain_datasets, dataset, dataset, api_name="chain_datasets",
-          show_progress="hidden")
-    gr.Timer(5.0).tick(actions.dataset_choices, None, dataset, api_visibility="private", show_progress="hidden")
+    seen = gr.State(0)
+    gr.on([refresh.click, demo.load, tab.select], actions.chain_datasets, dataset, [dataset, seen],
+          api_name="chain_datasets", show_progress="hidden")
+    gr.Timer(5.0).tick(actions.follow_finished, seen, [dataset, seen], api_visibility="private", show_progress="hidden")
     browse = {"fn": actions.browse_chains, "inputs": filters, "outputs": [table, category, kind]}
     gr.on([dataset.change, shape.change, flag.change, category.change, kind.change, refresh.click], **browse,
           api_name="browse_chains")

@@ -10,7 +10,7 @@ import re
 
 from jobs.records import JobStatus
 from tests.app.browser import JOB_TIMEOUT_MS, choose, error_badges, expect, fill, needs_chromium, open_tab, table_rows
-from tests.app.conftest import wait_job, write_questions_csv
+from tests.app.conftest import GENERATE_TOKENS, wait_job, write_questions_csv
 
 pytestmark = needs_chromium
 
@@ -63,6 +63,7 @@ def test_train_on_the_generated_chains_and_watch_it_live(page, studio, generated
     expect(page.locator("#train-progress")).to_contain_text("succeeded", timeout=JOB_TIMEOUT_MS)
     expect(page.locator("#train-progress")).to_contain_text("step 3/3")
     expect(page.locator("#train-log textarea")).to_have_value(re.compile("succeeded"))
+    expect(page.locator("#train-log textarea")).to_have_value(re.compile(r"step 3/3  loss \d"))  # a line per step
     expect(page.locator("#train-loss")).to_be_visible()
 
 
@@ -204,3 +205,13 @@ def test_a_cancelled_cpu_training_job_saves_its_progress_and_its_retry_resumes_a
     assert first == done + 1 > 1  # it resumed from the checkpoint saved when cancelled
     studio.services.cancel_job(retry)
     wait_job(studio.queue, retry)
+
+
+def test_a_finished_generation_shows_its_chains_without_refresh(page, studio):
+    expect(page.locator("#chain-dataset")).to_be_visible()
+    job_id = studio.services.launch_generation("eval_harmful", model=str(studio.tiny_dir), limit=2,
+                                               dataset_name="shown by itself",
+                                               settings={"batch_size": 2, **GENERATE_TOKENS})
+    assert wait_job(studio.queue, job_id).status is JobStatus.SUCCEEDED
+    expect(page.locator("#chain-dataset input")).to_have_value(re.compile("shown by itself"), timeout=30_000)
+    expect(table_rows(page, "chain-table")).to_have_count(2, timeout=30_000)
