@@ -109,8 +109,8 @@ class Services:
     def chain_datasets(self) -> list[DatasetSummary]:
         return chain_queries.dataset_summaries(self.queue.sessions)
 
-    def chains(self, dataset_id: int, filters: ChainFilter = ChainFilter()) -> list[ChainView]:
-        return chain_queries.chain_views(self.queue.sessions, dataset_id, filters)
+    def chains(self, dataset_id: int, filters: ChainFilter = ChainFilter(), limit: int | None = 500) -> list[ChainView]:
+        return chain_queries.chain_views(self.queue.sessions, dataset_id, filters, limit=limit)
 
     def chain_facets(self, dataset_id: int) -> ChainFacets:
         return chain_queries.chain_facets(self.queue.sessions, dataset_id)

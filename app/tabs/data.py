@@ -17,7 +17,9 @@ from jobs.kinds import JobKind
 FLAG_CHOICES = [c.value for c in FlagChoice]
 IMPORT_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet"]
 #: row id, chain id, shape, flagged, kind, category, question, analysis, guidance, answer, verdict, edited
-CHAIN_COLUMN_WIDTHS = ["56px", "90px", "120px", "64px", "72px", "90px", "200px", "260px", "260px", "260px", "72px", "60px"]
+#: Together about 1330 px: every column, answer, verdict and edited included, fits a 1400 px window.
+CHAIN_COLUMN_WIDTHS = ["48px", "80px", "110px", "56px", "64px", "80px", "170px", "200px", "200px", "200px", "64px", "56px"]
+PAGE_SIZE = 100
 
 
 class DataActions:
@@ -95,13 +97,20 @@ class DataActions:
         return max((d.id for d in self.services.chain_datasets() if d.job_id in finished), default=0)
 
     @user_facing
-    def browse_chains(self, dataset: int | None, shape: str, flag: str, category: str, kind: str) -> tuple:
+    def browse_chains(self, dataset: int | None, shape: str, flag: str, category: str, kind: str,
+                      page: float | None = 1) -> tuple:
+        """One page of the matching chains, the filter menus, and how many match in all."""
         if dataset is None:
-            return chains_table([]), gr.update(), gr.update()
-        views = self.services.chains(int(dataset), chain_filter(shape, flag, category, kind))
+            return chains_table([]), gr.update(), gr.update(), "No chain dataset yet: generate chains above."
+        views = self.services.chains(int(dataset), chain_filter(shape, flag, category, kind), limit=None)
+        pages = max(1, -(-len(views) // PAGE_SIZE))
+        current = min(max(1, int(page or 1)), pages)
         facets = self.services.chain_facets(int(dataset))
         kinds = sorted({k.value for k in (*facets.kinds, *QuestionKind)})
-        return chains_table(views), gr.update(choices=[ANY, *facets.categories]), gr.update(choices=[ANY, *kinds])
+        shown = views[(current - 1) * PAGE_SIZE: current * PAGE_SIZE]
+        count = f"{len(views)} chains match · page {current} of {pages} ({PAGE_SIZE} per page)"
+        return (chains_table(shown), gr.update(choices=[ANY, *facets.categories]), gr.update(choices=[ANY, *kinds]),
+                count)
 
     @user_facing
     def show_chain(self, chain: float | None) -> tuple[str, str, str, str]:
@@ -210,9 +219,13 @@ def _chain_browser_section(actions: DataActions, demo: gr.Blocks, tab: gr.Tab) -
         flag = gr.Dropdown(FLAG_CHOICES, value=ANY, label="flag", elem_id="filter-flag")
         category = gr.Dropdown([ANY], value=ANY, label="category", elem_id="filter-category")
         kind = gr.Dropdown([ANY], value=ANY, label="kind", elem_id="filter-kind")
+    with gr.Row(equal_height=True):
+        count = gr.Markdown(elem_id="chain-count")
+        page = gr.Number(1, label="page", precision=0, minimum=1, elem_id="chain-page", min_width=90, scale=0)
     table = gr.Dataframe(label="Chains (one column per stage; click a row to edit it)", wrap=True, max_height=420,
                          interactive=False, elem_id="chain-table", column_widths=CHAIN_COLUMN_WIDTHS)
-    selected = gr.Number(None, label="Selected chain (row id)", precision=0, minimum=0, elem_id="chain-selected")
+    selected = gr.Number(None, label="Selected chain (row id; click a row)", precision=0, minimum=0,
+                         elem_id="chain-selected", placeholder="click a row of the table")
     header = gr.Markdown(elem_id="chain-header")
     with gr.Row():
         stages = [gr.Textbox(label=label, lines=6, elem_id=f"chain-{name}") for name, label in
@@ -228,12 +241,13 @@ def _chain_browser_section(actions: DataActions, demo: gr.Blocks, tab: gr.Tab) -
     gr.on([refresh.click, demo.load, tab.select], actions.chain_datasets, dataset, [dataset, seen],
           api_name="chain_datasets", show_progress="hidden")
     gr.Timer(5.0).tick(actions.follow_finished, seen, [dataset, seen], api_visibility="private", show_progress="hidden")
-    browse = {"fn": actions.browse_chains, "inputs": filters, "outputs": [table, category, kind]}
-    gr.on([dataset.change, shape.change, flag.change, category.change, kind.change, refresh.click], **browse,
+    browse = {"fn": actions.browse_chains, "inputs": [*filters, page], "outputs": [table, category, kind, count]}
+    gr.on([dataset.change, shape.change, flag.change, category.change, kind.change, page.change, refresh.click], **browse,
           api_name="browse_chains")
     table.select(_row_id, None, selected, api_visibility="private")
     selected.change(actions.show_chain, selected, [header, *stages], api_name="show_chain")
-    flag_button.click(actions.flag_chain, selected, None, api_name="flag_chain").then(**browse, api_visibility="private")
+    flag_button.click(actions.flag_chain, selected, None, api_name="flag_chain").then(**browse, api_visibility="private").then(
+        actions.show_chain, selected, [header, *stages], api_visibility="private")  # the header says flagged or not
     save.click(actions.edit_chain, [selected, *stages], None, api_name="edit_chain").then(**browse, api_visibility="private")
     delete.click(actions.delete_chain, selected, None, api_name="delete_chain").then(**browse, api_visibility="private")
     export.click(actions.export_chains, dataset, exported, api_name="export_chains")

@@ -96,7 +96,8 @@ def test_question_sets_preview_and_import(client, tmp_path):
 def test_generate_then_browse_flag_edit_delete_export(client, studio, generated):
     assert f"job {generated['job']} **succeeded**" in client.predict(api_name="/generation_status")
     dataset = generated["dataset"]
-    table, _category, _kind = client.predict(dataset, "any", "any", "any", "any", api_name="/browse_chains")
+    table, _category, _kind, count = client.predict(dataset, "any", "any", "any", "any", 1, api_name="/browse_chains")
+    assert count.startswith(f"{len(rows(table))} chains match · page 1 of 1")
     chains = rows(table)
     assert len(chains) == 3 and {c[4] for c in chains} <= {"harmful", "helpful", "benign"}
     first = chains[0][0]
@@ -104,7 +105,7 @@ def test_generate_then_browse_flag_edit_delete_export(client, studio, generated)
     assert chains[0][1] in header and stages[2] == chains[0][9]
     client.predict(first, api_name="/flag_chain")
     client.predict(first, "a fixed analysis", "", "a fixed answer", api_name="/edit_chain")
-    table, *_ = client.predict(dataset, "analysis->answer", "any", "any", "any", api_name="/browse_chains")
+    table, *_ = client.predict(dataset, "analysis->answer", "any", "any", "any", 1, api_name="/browse_chains")
     edited = next(c for c in rows(table) if c[0] == first)
     assert edited[7:10] == ["a fixed analysis", "", "a fixed answer"] and edited[11] == "yes"
     assert edited[3] != chains[0][3]  # /flag_chain toggled the flag
