@@ -109,7 +109,7 @@ class TrainActions:
         if job is None:
             return progress_bar(0.0, "No training run yet: fill the form and press Train."), *metric_frames(None), ""
         m = self.services.training_monitor(int(job))
-        step = f"step {m.steps[-1]}/{m.total_steps or '?'}" if m.steps else "no step yet"
+        step = f"step {m.steps[-1]}/{m.total_steps or '?'}" if m.steps else (m.message.strip() or "no step yet")
         eta = f" · ETA {m.eta_seconds:.0f} s" if m.eta_seconds is not None and m.status is JobStatus.RUNNING else ""
         loss = f" · loss {m.losses[-1]:.4f}" if m.losses else ""
         tail = " · export ready: chat with it in the Chat tab" if m.export_path else ""
@@ -155,8 +155,10 @@ def build_train_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None:
         again = gr.Button("New run from this one", elem_id="train-again", scale=1)
     progress = gr.HTML(elem_id="train-progress")
     with gr.Row():
-        loss = gr.LinePlot(x="step", y="loss", label="loss", elem_id="train-loss")
-        rate = gr.LinePlot(x="step", y="learning rate", label="learning rate", elem_id="train-lr")
+        loss = gr.LinePlot(x="step", y="loss", label="loss", title="Training loss per step", elem_id="train-loss",
+                           min_width=300)
+        rate = gr.LinePlot(x="step", y="learning rate", label="learning rate", title="Learning rate per step",
+                           elem_id="train-lr", min_width=300)
     log = gr.Textbox(label="log (last lines)", lines=10, max_lines=10, autoscroll=True, elem_id="train-log")
     load.click(actions.load_config, preset, [*fields, base], api_name="load_config")
     preview = with_named_parameters(actions.preview, ["chain_source", "config_name"], ["base"])

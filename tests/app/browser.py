@@ -30,6 +30,8 @@ def open_page(browser, url: str, viewport: dict = DESKTOP):
 def open_tab(page, name: str) -> None:
     """Click a tab; on a narrow screen the tabs that do not fit sit in Gradio's "More tabs" menu."""
     tab = page.get_by_role("tab", name=name)
+    more = page.get_by_role("button", name="More tabs")
+    expect(tab.or_(more).first).to_be_visible()  # the page has drawn its tabs (e.g. after a reload)
     if tab.count() == 0:
         page.get_by_role("button", name="More tabs").click()
         tab = page.locator(".overflow-dropdown button", has_text=name)
