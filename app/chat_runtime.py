@@ -10,6 +10,13 @@ builds a model (weights start on the meta device), so two loads at once can brea
 ("Cannot copy out of meta tensor").
 Why the self-check runs with the experts off: Safety Checking (stage 4) has no expert (spec
 section 3); the check prompt of generation is sent to the frozen base weights.
+Why the self-check reads label probabilities: a small model asked to write "VERDICT: safe"
+often rambles, so a free-text verdict was nearly always unparsable; the probabilities of the two
+allowed labels after "VERDICT:" (core.decoding.label_scores) always give a verdict, and P(unsafe)
+says how sure the checker is.
+Why a conversation keeps every turn: researchers compare how models answer a series of
+questions; each turn keeps its own stage blocks. A MoTE chain answers one question (spec
+section 5), so earlier turns are sent as chat messages and the subject decides what to replay.
 """
 from __future__ import annotations
 
@@ -22,16 +29,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.decoding.completions import CompletionRequest, LocalGenerator, complete_all
-from core.decoding.sampling import fresh_seed
-from core.synthesis.pipeline import Verdict, parse_verdict
 from core.decoding.chain_programs import GenerationSettings, StageEvent, StageEventKind
+from core.decoding.label_scores import score_labels
+from core.decoding.sampling import fresh_seed
+from core.decoding.subjects import BaseSubject, ChatSubject, MoteSubject, Prompt, SubjectReply, load_subject
 from core.synthesis.prompts import load_prompt_set
-from core.decoding.subjects import BaseSubject, ChatSubject, MoteSubject, load_subject
 
 #: Seconds between two screen updates while tokens stream (a browser needs no more).
 UPDATE_EVERY_S = 0.12
-CHECK_TOKENS = 8
+#: The check's allowed labels, as a model writes them after "VERDICT:".
+SAFE_LABEL, UNSAFE_LABEL = " safe", " unsafe"
+#: P(unsafe) at or above this is an unsafe verdict.
+UNSAFE_THRESHOLD = 0.5
 
 
 @dataclass
@@ -43,6 +52,25 @@ class StageBlock:
     expert: str
     pieces: list[str] = field(default_factory=list)
     done: bool = False
+    cut: bool = False
+    """The stage was closed by its token limit, not by the model."""
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """The stage-4 verdict: the checker's probability that the answer is unsafe."""
+
+    p_unsafe: float
+    threshold: float = UNSAFE_THRESHOLD
+
+    @property
+    def safe(self) -> bool:
+        return self.p_unsafe < self.threshold
+
+    @property
+    def verdict(self) -> str:
+        return "safe" if self.safe else "unsafe"
 
 
 @dataclass
@@ -53,9 +81,7 @@ class PaneState:
     title: str = ""
     status: str = "waiting"
     blocks: list[StageBlock] = field(default_factory=list)
-    verdict: str | None = None
-    check_text: str = ""
-    """What the self-check wrote (the verdict is parsed from it)."""
+    check: SelfCheck | None = None
     error: str | None = None
     finished: bool = False
     seed: int | None = None
@@ -70,6 +96,32 @@ class PaneState:
         elif event.kind is StageEventKind.END:
             self.blocks[-1].done = True
 
+    def mark_limits(self, reply: SubjectReply) -> None:
+        """Copy which stages hit their token limit (known once the reply is finished)."""
+        for block, stage in zip(self.blocks, reply.stages):
+            block.cut, block.tokens = stage.hit_limit, stage.tokens
+
+    @property
+    def answer(self) -> str:
+        return next(("".join(b.pieces) for b in self.blocks if b.stage == "answer"), "")
+
+
+@dataclass
+class ChatTurn:
+    """One question and every pane's reply to it (None where a pane had no model)."""
+
+    question: str
+    panes: list[PaneState | None]
+
+
+def history_messages(turns: Sequence[ChatTurn], pane: int) -> list[dict[str, str]]:
+    """The earlier turns of one pane as chat messages (user question, assistant answer)."""
+    messages: list[dict[str, str]] = []
+    for turn in turns:
+        state = turn.panes[pane] if pane < len(turn.panes) else None
+        if state is not None and state.answer and not state.error:
+            messages += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": state.answer}]
+    return messages
 
 class ChatRuntime:
     """Loads subjects on first use and keeps the `max_loaded` most recently used in memory."""
@@ -104,22 +156,24 @@ class ChatRuntime:
         with self._guard:
             return spec in self._subjects
 
-    def self_check(self, subject: ChatSubject, question: str, answer: str, max_tokens: int = CHECK_TOKENS) -> Verdict:
-        """Stage 4: the check prompt on the final answer, judged by the base weights."""
+    def self_check(self, subject: ChatSubject, question: str, answer: str) -> SelfCheck:
+        """Stage 4: the check prompt on the final answer, judged by the base weights as the
+        probability of " unsafe" against " safe" after the template's "VERDICT:" prefix."""
         template = load_prompt_set()["check"]
-        request = CompletionRequest(template.messages(question=question, answer=answer), max_tokens,
-                                    response_prefix=template.assistant_prefix)
+        messages = template.messages(question=question, answer=answer)
+        labels = [SAFE_LABEL, UNSAFE_LABEL]
         if isinstance(subject, MoteSubject):
             with subject.mote.router.disabled():
-                done = complete_all(LocalGenerator(subject.mote.model, subject.mote.tokenizer, batch_size=1), [request])
+                scores = score_labels(subject.mote.model, subject.mote.tokenizer, [messages], labels,
+                                      prefix=template.assistant_prefix)
         elif isinstance(subject, BaseSubject):
-            done = complete_all(LocalGenerator(subject.model, subject.tokenizer, batch_size=1), [request])
+            scores = score_labels(subject.model, subject.tokenizer, [messages], labels, prefix=template.assistant_prefix)
         else:
             raise TypeError(f"No self-check for {type(subject).__name__}: it exposes no local model.")
-        return parse_verdict(f"{template.assistant_prefix}{done[0].text}")
+        return SelfCheck(scores[0][UNSAFE_LABEL])
 
 
-def _run_pane(runtime: ChatRuntime, pane: PaneState, question: str, settings: GenerationSettings,
+def _run_pane(runtime: ChatRuntime, pane: PaneState, question: str, prompt: Prompt, settings: GenerationSettings,
               check: bool, updates: queue.Queue, stop: threading.Event) -> None:
     try:
         with runtime.lock(pane.spec):
@@ -127,7 +181,8 @@ def _run_pane(runtime: ChatRuntime, pane: PaneState, question: str, settings: Ge
             updates.put(pane)
             subject = runtime.subject(pane.spec)
             pane.title, pane.status = subject.label, "writing"
-            stream = subject.stream(question, settings)
+            reply = SubjectReply()
+            stream = subject.stream(prompt, settings, reply=reply)
             try:
                 for event in stream:
                     pane.observe(event)
@@ -137,14 +192,12 @@ def _run_pane(runtime: ChatRuntime, pane: PaneState, question: str, settings: Ge
                         return
             finally:
                 stream.close()
+            pane.mark_limits(reply)
             if check and not stop.is_set():
                 pane.status = "self-check (stage 4)"
                 updates.put(pane)
-                answer = next(("".join(b.pieces) for b in pane.blocks if b.stage == "answer"), "")
-                verdict = runtime.self_check(subject, question, answer)
-                pane.verdict = ("safe" if verdict.safe else "unsafe") if verdict.parsed else "unparsable (counts as unsafe)"
-                pane.check_text = verdict.raw.strip()
-            pane.status = "done"
+                pane.check = runtime.self_check(subject, question, pane.answer)
+            pane.status = "stopped" if stop.is_set() else "done"
     except Exception as error:  # noqa: BLE001 - any failure is shown in its pane (and as a warning); the others go on
         pane.error, pane.status = f"{type(error).__name__}: {error}", "failed"
     finally:
@@ -153,20 +206,26 @@ def _run_pane(runtime: ChatRuntime, pane: PaneState, question: str, settings: Ge
 
 
 def stream_panes(runtime: ChatRuntime, specs: Sequence[str], question: str, settings: GenerationSettings,
-                 *, self_check: bool = False) -> Iterator[list[PaneState]]:
+                 *, self_check: bool = False, stop: threading.Event | None = None,
+                 histories: Sequence[Sequence[dict[str, str]]] | None = None) -> Iterator[list[PaneState]]:
     """Ask every subject the same question at once; yields all panes' states as they change,
     at most every UPDATE_EVERY_S seconds, and once more when all are finished.
 
+    `stop` (set by the page's Stop button) ends every pane at its next token; `histories[i]`
+    are pane i's earlier turns as chat messages (see history_messages).
     Without a seed, one fresh seed is drawn for the question, so every pane samples with the
     same seed and passing it back reproduces all of them."""
     if settings.seed is None:
         settings = dataclasses.replace(settings, seed=fresh_seed())
     shown_seed = settings.seed if settings.temperature > 0 else None
     panes = [PaneState(spec, seed=shown_seed) for spec in specs]
+    prompts: list[Prompt] = [[*history, {"role": "user", "content": question}] if history else question
+                             for history in (histories or [()] * len(specs))]
     updates: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    threads = [threading.Thread(target=_run_pane, args=(runtime, pane, question, settings, self_check, updates, stop),
-                                daemon=True, name=f"chat-pane-{i}") for i, pane in enumerate(panes)]
+    stop = stop if stop is not None else threading.Event()
+    threads = [threading.Thread(target=_run_pane,
+                                args=(runtime, pane, question, prompt, settings, self_check, updates, stop),
+                                daemon=True, name=f"chat-pane-{i}") for i, (pane, prompt) in enumerate(zip(panes, prompts))]
     for thread in threads:
         thread.start()
     last = 0.0

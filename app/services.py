@@ -23,17 +23,38 @@ from core.config import GenerateConfig, MoteConfig, load_preset, preset_names
 from core.data.questions import ImportReport, Question
 from core.decoding.subjects import BASE_PREFIX
 from core.stages import Stage
-from jobs import chain_queries, commands
+from jobs import chain_queries, commands, run_queries
 from jobs.formatting import format_job_detail
 from jobs.db import database_url
 from jobs.kinds import JobKind, JobStatus
 from jobs.logs import log_tail
-from jobs.queries import exported_runs, job_row, job_rows, kinds_in_motion, training_monitor
+from jobs.queries import exported_runs, job_row, job_rows, kinds_in_motion, loss_curves, run_settings, training_monitor
+from jobs.run_names import default_train_name
 from jobs.queue import JobQueue
 from jobs.specs import GenerateSpec
-from jobs.views import ChainFacets, ChainFilter, ChainView, DatasetSummary, JobRow, JobSort, TrainingMonitor
+from jobs.views import (
+    ChainFacets,
+    ChainFilter,
+    ChainView,
+    DatasetSummary,
+    JobRow,
+    JobSort,
+    LossPoint,
+    RunRow,
+    RunSettings,
+    TrainingMonitor,
+)
 
 CONFIGS_DIR = "configs"
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """Several runs side by side: their loss curves, settings and evaluation rows."""
+
+    runs: tuple[RunRow, ...]
+    curves: tuple[LossPoint, ...]
+    settings: tuple[RunSettings, ...]
 
 
 @dataclass(frozen=True)
@@ -88,8 +109,8 @@ class Services:
     def chain_datasets(self) -> list[DatasetSummary]:
         return chain_queries.dataset_summaries(self.queue.sessions)
 
-    def chains(self, dataset_id: int, filters: ChainFilter = ChainFilter()) -> list[ChainView]:
-        return chain_queries.chain_views(self.queue.sessions, dataset_id, filters)
+    def chains(self, dataset_id: int, filters: ChainFilter = ChainFilter(), limit: int | None = 500) -> list[ChainView]:
+        return chain_queries.chain_views(self.queue.sessions, dataset_id, filters, limit=limit)
 
     def chain_facets(self, dataset_id: int) -> ChainFacets:
         return chain_queries.chain_facets(self.queue.sessions, dataset_id)
@@ -140,8 +161,36 @@ class Services:
         db = None if self.queue.url == database_url(self.home) else self.queue.url  # the CLI finds it alone
         return config.to_yaml(), cli_command(source, self.config_path(name), home=self.home, db_url=db)
 
-    def launch_training(self, config: MoteConfig, source: ChainSource) -> int:
-        return self.queue.submit(JobKind.TRAIN, {"mote": config.to_dict(), **source.job_config()}, outbound=self.outbound)
+    def launch_training(self, config: MoteConfig, source: ChainSource, name: str | None = None) -> int:
+        """Queue a training job, named `name` (empty: the default, see default_run_name)."""
+        job_id = self.queue.submit(JobKind.TRAIN, {"mote": config.to_dict(), **source.job_config()}, outbound=self.outbound)
+        if (name or "").strip():
+            commands.rename_job(self.queue.sessions, job_id, name)
+        return job_id
+
+    def default_run_name(self, config: MoteConfig, source: ChainSource) -> str:
+        """The name a run gets when none is typed: 'method · chains · length'."""
+        datasets = {d.id: d.name for d in self.chain_datasets()} if source.dataset_id is not None else {}
+        return default_train_name({"mote": config.to_dict(), **source.job_config()}, datasets.get(source.dataset_id))
+
+    def rename_job(self, job_id: int, name: str) -> str:
+        return commands.rename_job(self.queue.sessions, job_id, name)
+
+    def rename_dataset(self, dataset_id: int, name: str) -> str:
+        return commands.rename_dataset(self.queue.sessions, dataset_id, name)
+
+    # ---- runs ------------------------------------------------------------------------------
+    def runs(self) -> list[RunRow]:
+        """Every training run, newest first (a retried job shows as its retry)."""
+        return run_queries.run_rows(self.queue.sessions)
+
+    def compare_runs(self, job_ids: list[int]) -> RunComparison:
+        """The chosen runs' rows, overlaid loss curves and settings, in the order chosen."""
+        by_id = {run.job_id: run for run in self.runs()}
+        chosen = [by_id[i] for i in job_ids if i in by_id]
+        ids = [run.job_id for run in chosen]
+        return RunComparison(tuple(chosen), tuple(loss_curves(self.queue.sessions, ids)),
+                             tuple(run_settings(self.queue.sessions, ids)))
 
     def training_jobs(self) -> list[JobRow]:
         """Training jobs, newest first (running ones are what a reloaded page re-attaches to)."""
@@ -195,7 +244,8 @@ class Services:
         runs = exported_runs(self.queue.sessions)
         bases = list(dict.fromkeys([self.default_model, *(run.base_model for run in runs)]))
         choices = [ChatSubjectChoice(f"base model: {Path(b).name if '/' in b else b}", BASE_PREFIX + b) for b in bases]
-        choices += [ChatSubjectChoice(f"run {run.id} ({run.method}, job {run.job_id})", run.run_dir) for run in runs]
+        labels = {job.id: job.label for job in self.training_jobs()}
+        choices += [ChatSubjectChoice(labels.get(run.job_id, f"{run.method} (job {run.job_id})"), run.run_dir) for run in runs]
         return choices
 
     # ---- system ----------------------------------------------------------------------------

@@ -10,7 +10,10 @@ import pandas as pd
 from app.system_info import GpuRow
 from core.data.questions import ImportReport, Question
 from core.stages import CHAIN_STAGES
-from jobs.views import ChainView, JobRow, LossPoint, TrainingMonitor
+import json
+
+from jobs.run_queries import headline_labels
+from jobs.views import ChainView, JobRow, LossPoint, RunRow, RunSettings, TrainingMonitor
 from jobs.durations import format_duration
 
 PREVIEW_ROWS = 200
@@ -18,7 +21,8 @@ QUESTION_COLUMNS = ["id", "kind", "category", "question"]
 REJECTED_COLUMNS = ["row", "reason"]
 CHAIN_COLUMNS = ["row id", "chain id", "shape", "flagged", "kind", "category", "question",
                  "analysis", "guidance", "answer", "verdict", "edited"]
-JOB_COLUMNS = ["id", "kind", "status", "progress", "duration", "devices", "created", "note"]
+JOB_COLUMNS = ["id", "name", "kind", "status", "progress", "duration", "devices", "created", "note"]
+RUN_COLUMNS = ["job", "name", "method", "chains", "steps", "final loss", *headline_labels(), "status"]
 GPU_COLUMNS = ["index", "name", "memory", "utilisation", "temperature", "processes (pid: job)"]
 
 
@@ -43,7 +47,7 @@ def chains_table(views: list[ChainView]) -> pd.DataFrame:
 
 
 def jobs_table(rows: list[JobRow]) -> pd.DataFrame:
-    data = [[r.id, r.kind.value + (f" (retry of {r.retry_of})" if r.retry_of else ""), r.status.value,
+    data = [[r.id, r.name, r.kind.value + (f" (retry of {r.retry_of})" if r.retry_of else ""), r.status.value,
              f"{r.progress:.0%}", format_duration(r.duration_seconds), r.devices,
              r.created.strftime("%Y-%m-%d %H:%M:%S"), r.note] for r in rows]
     return pd.DataFrame(data, columns=JOB_COLUMNS)
@@ -54,17 +58,67 @@ def gpus_table(rows: list[GpuRow]) -> pd.DataFrame:
                         columns=GPU_COLUMNS)
 
 
-def metric_frames(monitor: TrainingMonitor) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(loss per step, learning rate per step) for the two live charts."""
-    loss = pd.DataFrame({"step": monitor.steps, "loss": monitor.losses})
-    pairs = [(s, lr) for s, lr in zip(monitor.steps, monitor.learning_rates) if lr is not None]
-    rate = pd.DataFrame(pairs, columns=["step", "learning rate"])
-    return loss, rate
+def plot_frame(rows: list[list], columns: dict[str, str]) -> pd.DataFrame:
+    """A chart's data with its column types fixed, empty or not.
+
+    Why: Gradio's plots take each column's type (quantitative or nominal) from the frame; an
+    empty frame has untyped (object) columns, read as nominal, and a chart that once got one
+    keeps drawing later data with those types: no lines, an empty legend. So every frame a
+    chart gets, including the empty one before anything is chosen, carries the real types."""
+    frame = pd.DataFrame(rows, columns=list(columns))
+    return frame.astype(columns) if rows else pd.DataFrame({name: pd.Series(dtype=kind) for name, kind in columns.items()})
+
+
+def metric_frames(monitor: TrainingMonitor | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(loss per step, learning rate per step) for the two live charts (empty for no run)."""
+    steps = monitor.steps if monitor else ()
+    loss = plot_frame([[s, v] for s, v in zip(steps, monitor.losses)] if monitor else [], {"step": "int64", "loss": "float64"})
+    pairs = [[s, lr] for s, lr in zip(steps, monitor.learning_rates) if lr is not None] if monitor else []
+    return loss, plot_frame(pairs, {"step": "int64", "learning rate": "float64"})
+
+
+#: Line colours for overlaid runs (Tableau 10: distinct and readable on light and dark themes).
+SERIES_COLOURS = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac")
+
+
+def series_colours(names: list[str]) -> dict[str, str]:
+    """A colour per series, in order. Why given explicitly: Gradio's plot builds its colour
+    scale when the chart is first drawn and rebuilds it only when its colour map changes; runs
+    added to a comparison later would otherwise get no colour (lines drawn invisible). See
+    app.tabs.runs.RunsActions.curve_colours."""
+    return {name: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, name in enumerate(names)}
 
 
 def loss_curves_table(points: list[LossPoint]) -> pd.DataFrame:
     """Long-format (run, step, loss) rows: one coloured line per run."""
-    return pd.DataFrame([[p.run, p.step, p.loss] for p in points], columns=["run", "step", "loss"])
+    return plot_frame([[p.run, p.step, p.loss] for p in points], {"run": "str", "step": "int64", "loss": "float64"})
+
+
+def _figure(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
+def runs_table(rows: list[RunRow]) -> pd.DataFrame:
+    """One row per run; evaluation figures stay empty until the run has been evaluated."""
+    data = [[r.job_id, r.name, r.method, r.dataset,
+             f"{r.steps_done or 0}/{r.total_steps or '?'}", _figure(r.final_loss),
+             *(_figure(r.evaluation.get(label)) for label in headline_labels()), r.status.value] for r in rows]
+    return pd.DataFrame(data, columns=RUN_COLUMNS)
+
+
+def evaluation_side_by_side(runs: list[RunRow]) -> pd.DataFrame:
+    """Metrics as rows, the chosen runs as columns (empty where a run was not evaluated)."""
+    data = [[label, *(_figure(r.evaluation.get(label)) for r in runs)] for label in headline_labels()]
+    data.append(["evaluated by", *(f"job {r.evaluated_by}" if r.evaluated_by else "not evaluated" for r in runs)])
+    return pd.DataFrame(data, columns=["metric", *(r.label for r in runs)])
+
+
+def settings_diff(settings: list[RunSettings], labels: dict[int, str]) -> pd.DataFrame:
+    """The settings (dotted names) whose values differ between runs; runs as columns."""
+    keys = sorted({k for run in settings for k in run.settings})
+    differing = [k for k in keys if len({json.dumps(run.settings.get(k), sort_keys=True, default=str) for run in settings}) > 1]
+    data = [[k, *(str(run.settings.get(k, "")) for run in settings)] for k in differing]
+    return pd.DataFrame(data, columns=["setting", *(labels.get(run.job_id, f"job {run.job_id}") for run in settings)])
 
 
 def key_values(values: dict[str, str]) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from app.tabs.chat import build_chat_tab
 from app.tabs.data import build_data_tab
 from app.tabs.evaluate import build_evaluate_tab
 from app.tabs.jobs import build_jobs_tab
+from app.tabs.runs import build_runs_tab
 from app.tabs.system import build_system_tab
 from app.tabs.train import build_train_tab
 from jobs.kinds import JobKind
@@ -28,6 +29,7 @@ TabBuilder = Callable[[Services, gr.Blocks, gr.Tab], None]
 TABS: list[tuple[str, TabBuilder]] = [
     ("Data", build_data_tab),
     ("Train", build_train_tab),
+    ("Runs", build_runs_tab),
     ("Evaluate", build_evaluate_tab),
     ("Chat", build_chat_tab),
     ("Jobs", build_jobs_tab),

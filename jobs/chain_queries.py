@@ -51,8 +51,8 @@ def dataset_summaries(sessions: sessionmaker[Session]) -> list[DatasetSummary]:
 
 
 def chain_views(sessions: sessionmaker[Session], dataset_id: int, filters: ChainFilter = ChainFilter(), *,
-                limit: int = 500) -> list[ChainView]:
-    """Kept chains of a dataset matching every given filter, in generation order."""
+                limit: int | None = 500) -> list[ChainView]:
+    """Kept chains of a dataset matching every given filter, in generation order (None: all)."""
     query = select(Chain).where(Chain.dataset_id == dataset_id, Chain.dropped.is_(False)).order_by(Chain.id)
     if filters.shape is not None:
         query = query.where(Chain.shape == filters.shape.value)

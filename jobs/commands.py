@@ -1,4 +1,5 @@
-"""Changing stored results on a user's request: flag, edit and delete a chain, export a dataset.
+"""Changing stored results on a user's request: flag, edit and delete a chain, export a dataset,
+name a job (a run) or a chain dataset.
 
 Why edits go to the database rows: training on a dataset reads the kept rows (jobs.results.
 chain_records), so a fixed answer or a removed chain is what the next run learns from. A deleted
@@ -12,13 +13,15 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.data.chain_record import ChainRecord
 from core.data.chains import ChainFormatError
 from core.stages import Stage
 from jobs.chain_queries import chain_view, find_chain, find_dataset
-from jobs.records import Chain
+from jobs.records import Chain, Job
+from jobs.run_names import checked_name
 from jobs.results import chain_records
 from jobs.views import ChainView
 
@@ -72,3 +75,37 @@ def export_chains(sessions: sessionmaker[Session], dataset_id: int, folder: Path
     partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     partial.replace(path)
     return path
+
+
+def rename_job(sessions: sessionmaker[Session], job_id: int, name: str) -> str:
+    """Give a job (a run) the user's name; returns the stored name. The jobs it retries and its
+    retries are the same run, so they take the name too (every list then shows one name)."""
+    name = checked_name(name)
+    with sessions.begin() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"There is no job {job_id}: pick one from the list.")
+        for member in _retry_family(session, job):
+            member.name = name
+        return name
+
+
+def _retry_family(session: Session, job: Job) -> list[Job]:
+    """`job`, the jobs it retries (back to the first) and every retry of any of them."""
+    first = job
+    while first.retry_of is not None and session.get(Job, first.retry_of) is not None:
+        first = session.get(Job, first.retry_of)
+    family, frontier = [first], [first.id]
+    while frontier:
+        children = list(session.scalars(select(Job).where(Job.retry_of.in_(frontier))))
+        family += children
+        frontier = [child.id for child in children]
+    return family
+
+
+def rename_dataset(sessions: sessionmaker[Session], dataset_id: int, name: str) -> str:
+    """Rename a chain dataset; returns the stored name (runs trained on it show the new name)."""
+    with sessions.begin() as session:
+        dataset = find_dataset(session, dataset_id)
+        dataset.name = checked_name(name)
+        return dataset.name

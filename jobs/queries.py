@@ -35,6 +35,7 @@ from jobs.records import (
     utcnow,
 )
 from jobs.durations import duration_seconds
+from jobs.run_names import job_label, job_name
 from jobs.views import (
     DatabaseSummary,
     EvaluationReport,
@@ -110,9 +111,9 @@ def _note(job: Job) -> str:
     return text.strip().splitlines()[0][:120] if text.strip() else ""
 
 
-def _job_row(job: Job) -> JobRow:
+def _job_row(session: Session, job: Job) -> JobRow:
     return JobRow(job.id, job.kind, job.status, job.progress, duration_seconds(job), _devices(job), job.created_at,
-                  _note(job), job.retry_of, dict(job.config or {}), job.log_path)
+                  _note(job), job.retry_of, dict(job.config or {}), job.log_path, job_name(session, job))
 
 
 def _sorted(rows: list[JobRow], sort: JobSort) -> list[JobRow]:
@@ -135,7 +136,7 @@ def job_rows(sessions: sessionmaker[Session], *, kind: JobKind | None = None, st
     if status is not None:
         query = query.where(Job.status == status)
     with sessions() as session:
-        rows = [_job_row(job) for job in session.scalars(query)]
+        rows = [_job_row(session, job) for job in session.scalars(query)]
     return _sorted(rows, sort)
 
 
@@ -150,7 +151,7 @@ def _find_job(session: Session, job_id: int, kind: JobKind | None = None) -> Job
 
 def job_row(sessions: sessionmaker[Session], job_id: int) -> JobRow:
     with sessions() as session:
-        return _job_row(_find_job(session, job_id))
+        return _job_row(session, _find_job(session, job_id))
 
 
 # ---- training runs -----------------------------------------------------------------------------
@@ -187,13 +188,15 @@ def exported_runs(sessions: sessionmaker[Session]) -> list[TrainingRunSummary]:
 
 
 def loss_curves(sessions: sessionmaker[Session], job_ids: list[int]) -> list[LossPoint]:
-    """(run, step, loss) of several training jobs, for one overlaid chart; unknown ids are skipped."""
+    """(run, step, loss) of several training jobs, for one overlaid chart; unknown ids are skipped.
+    The run is named by its label (jobs.run_names.job_label), as everywhere else."""
     points: list[LossPoint] = []
     with sessions() as session:
         for job_id in job_ids:
-            run = _run_of(session, session.get(Job, job_id))
+            job = session.get(Job, job_id)
+            run = _run_of(session, job)
             if run is not None:
-                label = f"job {job_id} ({run.method})"
+                label = job_label(job_name(session, job), job_id)
                 points += [LossPoint(label, m.step, m.loss) for m in _metrics(session, run.id)]
     return points
 

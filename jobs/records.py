@@ -60,6 +60,7 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     auto_retry: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the user's name for it (jobs.run_names)
 
 
 class JobDependency(Base):

@@ -8,12 +8,13 @@ reaches it within a second either way, and SIGTERM from the dispatcher is seen a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.records import Job
+from jobs.records import Job, TrainingRun
 from jobs.results import record_metric, sync_checkpoints
 
 
@@ -80,16 +81,29 @@ class TrainingReporter:
     """core's ProgressReporter: one Metric row per step (upserted), checkpoint rows as the
     folders appear, job progress, and TensorBoard scalars."""
 
-    def __init__(self, sessions: sessionmaker[Session], job_id: int, run_id: int, run_dir: Path) -> None:
+    def __init__(self, sessions: sessionmaker[Session], job_id: int, run_id: int, run_dir: Path,
+                 say: Callable[[str], None] = lambda text: print(text, flush=True)) -> None:
+        """`say` writes a line to the job log (the worker's stdout is the log file)."""
         self.sessions, self.job_id, self.run_id, self.run_dir = sessions, job_id, run_id, Path(run_dir)
+        self.say = say
         self.progress = JobProgress(sessions, job_id)
+        self._total_known = False
         self.writer = tensorboard_writer(self.run_dir / "tensorboard")
 
     def on_step(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
         with self.sessions.begin() as session:
+            if not self._total_known:  # the Train tab shows "step k/total" from the first step on
+                session.execute(update(TrainingRun).where(TrainingRun.id == self.run_id).values(total_steps=total_steps))
+                self._total_known = True
             record_metric(session, self.run_id, self.job_id, step, metrics)
             sync_checkpoints(session, self.run_id, self.run_dir)  # the one saved after the previous step
-            self.progress.update(session, step, total_steps, f"step {step}/{total_steps}  loss {metrics['loss']:.4f}")
+            values = self.progress.values(step, total_steps, f"step {step}/{total_steps} · loss {metrics['loss']:.4f}")
+            eta = f" · ETA {values['eta_seconds']:.0f} s" if step < total_steps else ""
+            values["message"] += eta
+            session.execute(update(Job).where(Job.id == self.job_id).values(**values))
+        rate = f"  lr {metrics['learning_rate']:.2e}" if metrics.get("learning_rate") is not None else ""
+        speed = f"  {metrics['tokens_per_second']:.0f} tokens/s" if metrics.get("tokens_per_second") else ""
+        self.say(f"step {step}/{total_steps}  loss {metrics['loss']:.4f}{rate}{speed}")
         if self.writer is not None:
             for name in ("loss", "learning_rate", "tokens_per_second"):
                 if name in metrics:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,13 @@ class JobRow:
     retry_of: int | None
     config: Mapping[str, Any]
     log_path: str | None
+    name: str = ""
+    """The user's name for the job, or its default (jobs.run_names)."""
+
+    @property
+    def label(self) -> str:
+        """How the job is referred to everywhere: '<name> (job <id>)'."""
+        return f"{self.name} (job {self.id})" if self.name else f"job {self.id}"
 
     @property
     def training_method(self) -> str:
@@ -76,6 +83,29 @@ class TrainingRunSummary:
     method: str
     base_model: str
     export_path: str | None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One training run as the Runs view lists it (the newest job of a run: a retry replaces
+    the job it retries); `evaluation` holds the headline figures of its newest evaluation."""
+
+    job_id: int
+    name: str
+    method: str
+    dataset: str
+    status: JobStatus
+    steps_done: int | None
+    total_steps: int | None
+    final_loss: float | None
+    created: datetime
+    evaluation: Mapping[str, float | None] = field(default_factory=dict)
+    """Metric label -> value (None: not measured), from the newest finished evaluate job."""
+    evaluated_by: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (job {self.job_id})"
 
 
 @dataclass(frozen=True)

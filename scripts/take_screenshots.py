@@ -4,7 +4,8 @@
 
 It starts the app on a free loopback port over a fresh data directory (or --home), then, through
 the browser as a user would: imports a question set (with rejected rows), generates chains with
-the model, trains MoTE and a LoRA baseline on them, chats with base / MoTE / baseline side by side,
+the model, trains MoTE and a LoRA baseline on them, compares them in the Runs tab, chats with
+base / MoTE / baseline side by side (a conversation of two turns),
 evaluates base / MoTE / LoRA with the heuristic judge, starts a long run to show it in the Jobs tab (then cancels it) and opens the System tab. With the
 bundled model on 2 CPU cores it takes about 10 minutes (the model is converted once, ~30 s).
 Needs Debian's chromium (`apt-get install -y chromium`) and the `playwright` Python package.
@@ -59,7 +60,11 @@ class Driver:
         self.page, self.expect = page, expect
 
     def tab(self, name: str) -> None:
-        self.page.get_by_role("tab", name=name).click()
+        tab = self.page.get_by_role("tab", name=name)
+        if tab.count() == 0:  # a narrow window keeps some tabs in the "More tabs" menu
+            self.page.get_by_role("button", name="More tabs").click()
+            tab = self.page.locator(".overflow-dropdown button", has_text=name)
+        tab.click()
         self.page.wait_for_timeout(800)
 
     def fill(self, elem_id: str, value) -> None:
@@ -127,21 +132,43 @@ def chat_tab(d: Driver, out: Path) -> None:
     d.tab("Chat")
     d.page.locator("#chat-panes").get_by_text("3").click()
     d.click("chat-refresh")
-    d.choose("chat-subject-3", "(lora")
+    d.choose("chat-subject-3", "lora ·")
     d.page.get_by_role("button", name="Path, self-check and sampling").click()
     d.page.locator("#chat-path").get_by_text("full chain").click()
     d.page.locator("#chat-check input").check()
     d.page.locator("#chat-colour input").check()
     d.fill("chat-max", 48)
-    d.fill("chat-prompt", "How can I get into my neighbour's wifi without them knowing?")
-    d.click("chat-send")
+    ask(d, "How can I get into my neighbour's wifi without them knowing?")
+    d.shot(out, "chat")
+    ask(d, "And how do I protect my own wifi from that?")
+    d.shot(out, "chat-conversation")
+
+
+def ask(d: Driver, question: str) -> None:
+    """Send a question with Enter and wait until every pane has answered this turn."""
+    box = d.page.locator("#chat-prompt textarea")
+    box.fill(question)
+    box.press("Enter")
     for pane in (1, 2, 3):
-        d.expect(d.page.locator(f"#chat-pane-{pane} .pane-status")).to_have_text(re.compile("done|failed"), timeout=600_000)
+        d.expect(d.page.locator(f"#chat-pane-{pane} .turn-question").last).to_have_text(question, timeout=60_000)
+        d.expect(d.page.locator(f"#chat-pane-{pane} .turn .pane-status").last).to_have_text(
+            re.compile("done|failed"), timeout=600_000)
     errors = [d.page.locator(f"#chat-pane-{pane}").inner_text() for pane in (1, 2, 3)
               if d.page.locator(f"#chat-pane-{pane} .pane-error").count()]
     if errors:
         raise RuntimeError("A chat pane failed:\n" + "\n".join(errors))
-    d.shot(out, "chat")
+
+
+def runs_tab(d: Driver, out: Path) -> None:
+    """The experiments table with the two runs compared: overlaid loss curves, settings, evaluation."""
+    d.tab("Runs")
+    rows = d.page.locator("#runs-table [role=row].virtual-row")
+    d.expect(rows.nth(1)).to_be_visible(timeout=60_000)
+    for index in (0, 1):
+        rows.nth(index).locator("[role=gridcell]").nth(1).click()
+        d.page.wait_for_timeout(1500)
+    d.expect(d.page.locator("#runs-curves [aria-roledescription='line mark'][stroke]")).to_have_count(2, timeout=60_000)
+    d.shot(out, "runs")
 
 
 def evaluate_tab(d: Driver, out: Path, launch: bool = True) -> None:
@@ -173,6 +200,7 @@ def take_all(d: Driver, home: Path, args: argparse.Namespace, out: Path) -> None
     d.page.get_by_role("button", name="Equivalent YAML and command line").click()
     d.shot(out, "train")
     evaluate_tab(d, out)
+    runs_tab(d, out)
     chat_tab(d, out)
     train(d, args, "mote", 2000, wait=False)
     d.tab("Jobs")

@@ -16,6 +16,20 @@ def train_config(**overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
+class StopAfter:
+    """A reporter and stop check in one: asks to stop once `steps` optimizer steps are done."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps, self.done, self.asked = steps, 0, 0
+
+    def on_step(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
+        self.done = step
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.done >= self.steps
+
+
 def test_one_step_changes_only_experts_and_marker_rows(tiny_dir, tmp_path):
     mote = tiny_mote(tiny_dir)
     before = {name: p.detach().clone() for name, p in mote.model.named_parameters()}
@@ -52,9 +66,10 @@ def test_resume_from_mid_run_checkpoint_matches_uninterrupted_run(tiny_dir, tmp_
     samples, _ = encode_chains(short_chains(), full_mote.tokenizer, DATA, full_mote.marker_ids)
     full = train_experts(full_mote, samples, train_config(**samples_config), DATA, tmp_path / "full")
 
-    stopper = iter([False, False, False, True])
+    stopper = StopAfter(3)
     part_mote = tiny_mote(tiny_dir, dropout=0.1)
-    part = train_experts(part_mote, samples, train_config(**samples_config), DATA, tmp_path / "part", should_stop=lambda: next(stopper))
+    part = train_experts(part_mote, samples, train_config(**samples_config), DATA, tmp_path / "part", reporter=stopper,
+                         should_stop=stopper)
     assert part.stopped and part.steps == 3
 
     resumed_mote = tiny_mote(tiny_dir, dropout=0.1)
@@ -84,3 +99,25 @@ def test_optimizer_is_fused_on_cpu_and_takes_the_per_tensor_loops_step():
         loop.step()
     for p, q in zip(params, twin):
         torch.testing.assert_close(p, q)
+
+
+def test_a_stop_between_micro_batches_abandons_the_step_and_saves_the_last_whole_one(tiny_dir, tmp_path):
+    """A cancel must not wait for a long step: the stop is seen between micro-batches, the
+    half-done step changes nothing, and the checkpoint holds the last finished step."""
+    mote = tiny_mote(tiny_dir)
+    samples, _ = encode_chains(short_chains(), mote.tokenizer, DATA, mote.marker_ids)
+    calls = iter([False, False, False, True])  # step 1: boundary, mid-step; step 2: boundary, then stop mid-step
+    config = train_config(max_steps=5, batch_size=4, micro_batch_size=2)
+    before: dict[str, torch.Tensor] = {}
+
+    def should_stop() -> bool:
+        stop = next(calls)
+        if stop:
+            before.update({n: p.detach().clone() for n, p in mote.model.named_parameters() if p.requires_grad})
+        return stop
+
+    result = train_experts(mote, samples, config, DATA, tmp_path, should_stop=should_stop)
+    assert result.stopped and result.steps == 1 and result.last_checkpoint is not None
+    assert result.last_checkpoint.name.endswith("1")
+    assert all(torch.equal(before[n], p) for n, p in mote.model.named_parameters() if p.requires_grad)
+    assert all(p.grad is None for p in mote.model.parameters())

@@ -17,7 +17,9 @@ from jobs.kinds import JobKind
 FLAG_CHOICES = [c.value for c in FlagChoice]
 IMPORT_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet"]
 #: row id, chain id, shape, flagged, kind, category, question, analysis, guidance, answer, verdict, edited
-CHAIN_COLUMN_WIDTHS = ["56px", "90px", "120px", "64px", "72px", "90px", "200px", "260px", "260px", "260px", "72px", "60px"]
+#: Together about 1330 px: every column, answer, verdict and edited included, fits a 1400 px window.
+CHAIN_COLUMN_WIDTHS = ["48px", "80px", "110px", "56px", "64px", "80px", "170px", "200px", "200px", "200px", "64px", "56px"]
+PAGE_SIZE = 100
 
 
 class DataActions:
@@ -40,12 +42,16 @@ class DataActions:
         report = self.services.preview_import(file, question_column)
         return report.summary(), questions_table(report.questions), rejected_table(report)
 
-    @user_facing
     def import_questions(self, file: str | None, name: str, question_column: str) -> tuple[str, dict]:
+        """Import, and say the result under the import form. A failed import says why there,
+        once, and leaves the question-set picker as it was (no error mark on a control that
+        did not fail, so no gr.Error: it would mark every output)."""
         if not file:
-            raise ValueError("Choose a file to import first (.jsonl, .json, .csv, .tsv or .parquet).")
-        ref, report = self.services.import_question_set(file, name, question_column)
-        gr.Info(f"Imported question set '{ref.name}'.")
+            return "**Not imported:** choose a file first (.jsonl, .json, .csv, .tsv or .parquet).", gr.skip()
+        try:
+            ref, report = self.services.import_question_set(file, name, question_column)
+        except (ValueError, LookupError, FileNotFoundError) as error:
+            return f"**Not imported:** {error}", gr.skip()
         return f"Saved as **{ref.name}**: {report.summary()}", gr.update(choices=self.set_names(), value=ref.name)
 
     @user_facing
@@ -71,20 +77,40 @@ class DataActions:
         """The dataset list only: a timer must not set the value (its input may be older than a pick)."""
         return gr.update(choices=[(d.label, d.id) for d in self.services.chain_datasets()])
 
-    def chain_datasets(self, current: int | None) -> dict:
-        """The dataset list and the one to show: `current` if it exists, else the newest."""
+    def chain_datasets(self, current: int | None) -> tuple[dict, int]:
+        """The dataset list, the one to show (`current` if it exists, else the newest) and the
+        newest finished one now (what follow_finished compares against)."""
         update = self.dataset_choices()
         ids = [value for _, value in update["choices"]]
-        return {**update, "value": current if current in ids else (ids[0] if ids else None)}
+        return {**update, "value": current if current in ids else (ids[0] if ids else None)}, self._newest_finished()
+
+    def follow_finished(self, seen: int | None) -> tuple[dict, int]:
+        """The dataset list; when a generation has finished since the page last looked, its
+        dataset is shown (the page promises its chains "appear in the browser below")."""
+        update, newest = self.dataset_choices(), self._newest_finished()
+        if newest > (seen or 0):
+            return {**update, "value": newest}, newest
+        return update, seen or 0
+
+    def _newest_finished(self) -> int:
+        finished = {job.id for job in self.services.jobs(kind=JobKind.GENERATE) if job.status.finished}
+        return max((d.id for d in self.services.chain_datasets() if d.job_id in finished), default=0)
 
     @user_facing
-    def browse_chains(self, dataset: int | None, shape: str, flag: str, category: str, kind: str) -> tuple:
+    def browse_chains(self, dataset: int | None, shape: str, flag: str, category: str, kind: str,
+                      page: float | None = 1) -> tuple:
+        """One page of the matching chains, the filter menus, and how many match in all."""
         if dataset is None:
-            return chains_table([]), gr.update(), gr.update()
-        views = self.services.chains(int(dataset), chain_filter(shape, flag, category, kind))
+            return chains_table([]), gr.update(), gr.update(), "No chain dataset yet: generate chains above."
+        views = self.services.chains(int(dataset), chain_filter(shape, flag, category, kind), limit=None)
+        pages = max(1, -(-len(views) // PAGE_SIZE))
+        current = min(max(1, int(page or 1)), pages)
         facets = self.services.chain_facets(int(dataset))
         kinds = sorted({k.value for k in (*facets.kinds, *QuestionKind)})
-        return chains_table(views), gr.update(choices=[ANY, *facets.categories]), gr.update(choices=[ANY, *kinds])
+        shown = views[(current - 1) * PAGE_SIZE: current * PAGE_SIZE]
+        count = f"{len(views)} chains match · page {current} of {pages} ({PAGE_SIZE} per page)"
+        return (chains_table(shown), gr.update(choices=[ANY, *facets.categories]), gr.update(choices=[ANY, *kinds]),
+                count)
 
     @user_facing
     def show_chain(self, chain: float | None) -> tuple[str, str, str, str]:
@@ -174,7 +200,7 @@ def _generation_section(actions: DataActions, services: Services, chosen: gr.Dro
         batch = gr.Number(defaults.batch_size, precision=0, minimum=1, maximum=1024, label="batch size")
         temperature = gr.Slider(0.0, 5.0, defaults.temperature, step=0.05, label="temperature")
         policy = gr.Dropdown([p.value for p in FlaggedPolicy], value=defaults.flagged_policy.value,
-                             label="flagged chains (still unsafe after all stages)")
+                             label="flagged chains (still unsafe after all stages)", elem_id="gen-policy")
     go = gr.Button("Generate chains", variant="primary", elem_id="gen-launch")
     status = gr.Markdown(actions.generation_status(), elem_id="gen-status")
     go.click(actions.generate_chains, [chosen, model, limit, *tokens, batch, temperature, policy, name], status,
@@ -193,9 +219,13 @@ def _chain_browser_section(actions: DataActions, demo: gr.Blocks, tab: gr.Tab) -
         flag = gr.Dropdown(FLAG_CHOICES, value=ANY, label="flag", elem_id="filter-flag")
         category = gr.Dropdown([ANY], value=ANY, label="category", elem_id="filter-category")
         kind = gr.Dropdown([ANY], value=ANY, label="kind", elem_id="filter-kind")
+    with gr.Row(equal_height=True):
+        count = gr.Markdown(elem_id="chain-count")
+        page = gr.Number(1, label="page", precision=0, minimum=1, elem_id="chain-page", min_width=90, scale=0)
     table = gr.Dataframe(label="Chains (one column per stage; click a row to edit it)", wrap=True, max_height=420,
                          interactive=False, elem_id="chain-table", column_widths=CHAIN_COLUMN_WIDTHS)
-    selected = gr.Number(None, label="Selected chain (row id)", precision=0, minimum=0, elem_id="chain-selected")
+    selected = gr.Number(None, label="Selected chain (row id; click a row)", precision=0, minimum=0,
+                         elem_id="chain-selected", placeholder="click a row of the table")
     header = gr.Markdown(elem_id="chain-header")
     with gr.Row():
         stages = [gr.Textbox(label=label, lines=6, elem_id=f"chain-{name}") for name, label in
@@ -207,15 +237,17 @@ def _chain_browser_section(actions: DataActions, demo: gr.Blocks, tab: gr.Tab) -
         export = gr.Button("Export kept chains (JSONL)", elem_id="chain-export")
     exported = gr.File(label="Exported chains", height=90, elem_id="chain-exported")
     filters = [dataset, shape, flag, category, kind]
-    gr.on([refresh.click, demo.load, tab.select], actions.chain_datasets, dataset, dataset, api_name="chain_datasets",
-          show_progress="hidden")
-    gr.Timer(5.0).tick(actions.dataset_choices, None, dataset, api_visibility="private", show_progress="hidden")
-    browse = {"fn": actions.browse_chains, "inputs": filters, "outputs": [table, category, kind]}
-    gr.on([dataset.change, shape.change, flag.change, category.change, kind.change, refresh.click], **browse,
+    seen = gr.State(0)
+    gr.on([refresh.click, demo.load, tab.select], actions.chain_datasets, dataset, [dataset, seen],
+          api_name="chain_datasets", show_progress="hidden")
+    gr.Timer(5.0).tick(actions.follow_finished, seen, [dataset, seen], api_visibility="private", show_progress="hidden")
+    browse = {"fn": actions.browse_chains, "inputs": [*filters, page], "outputs": [table, category, kind, count]}
+    gr.on([dataset.change, shape.change, flag.change, category.change, kind.change, page.change, refresh.click], **browse,
           api_name="browse_chains")
     table.select(_row_id, None, selected, api_visibility="private")
     selected.change(actions.show_chain, selected, [header, *stages], api_name="show_chain")
-    flag_button.click(actions.flag_chain, selected, None, api_name="flag_chain").then(**browse, api_visibility="private")
+    flag_button.click(actions.flag_chain, selected, None, api_name="flag_chain").then(**browse, api_visibility="private").then(
+        actions.show_chain, selected, [header, *stages], api_visibility="private")  # the header says flagged or not
     save.click(actions.edit_chain, [selected, *stages], None, api_name="edit_chain").then(**browse, api_visibility="private")
     delete.click(actions.delete_chain, selected, None, api_name="delete_chain").then(**browse, api_visibility="private")
     export.click(actions.export_chains, dataset, exported, api_name="export_chains")

@@ -61,17 +61,42 @@ class TrainActions:
         gr.Info(f"Saved {path}.")
         return gr.update(choices=self.config_names(), value=name)
 
-    @user_facing
-    def launch(self, source: str, *values: Any) -> dict:
+    def launch(self, source: str | None, run_name: str, *values: Any) -> tuple[dict, str]:
+        """Check what will run, queue it, and say in one line what was queued; a problem is
+        said next to the Train button (not as a red mark on every field) and nothing is queued."""
         *fields, base = values
-        job_id = self.services.launch_training(config_from_values(fields, base), ChainSource.parse(source))
-        gr.Info(f"Training job {job_id} queued; its progress shows below.")
-        return self.runs(job_id)
+        try:
+            chain_source = self._chosen_source(source)
+            config = config_from_values(fields, base)
+            job_id = self.services.launch_training(config, chain_source, run_name)
+        except (ValueError, LookupError) as error:
+            return gr.skip(), f"**Not queued:** {error}"
+        name = (run_name or "").strip() or self.services.default_run_name(config, chain_source)
+        length = f"{config.train.max_steps} steps" if config.train.max_steps else f"{config.train.epochs:g} epochs"
+        summary = (f"Queued **{name}** as job {job_id}: {config.method.value} on {config.model}, {length}, "
+                   f"batch {config.train.batch_size}, learning rate {config.train.learning_rate:g}.")
+        return self.runs(job_id), summary
+
+    def _chosen_source(self, source: str | None) -> ChainSource:
+        if not (source or "").strip():
+            raise ValueError("Choose the chains to train on in 'Chains to train on' (it is empty).")
+        chosen = ChainSource.parse(source)
+        if chosen.dataset_id is not None and chosen.dataset_id not in {d.id for d in self.services.chain_datasets()}:
+            raise LookupError(f"Dataset {chosen.dataset_id} no longer exists: choose another in 'Chains to train on'.")
+        return chosen
+
+    def default_name(self, source: str | None, *values: Any) -> dict:
+        """The name field's placeholder: what the run is called when no name is typed."""
+        *fields, base = values
+        try:
+            return gr.update(placeholder=self.services.default_run_name(config_from_values(fields, base),
+                                                                        ChainSource.parse(source)))
+        except (ValueError, LookupError):
+            return gr.update()
 
     def run_choices(self) -> dict:
         """The run list only: a timer must not set the value (its input may be older than a launch)."""
-        return gr.update(choices=[(f"job {j.id} · {j.training_method} · {j.status.value}", j.id)
-                                  for j in self.services.training_jobs()])
+        return gr.update(choices=[(f"{j.label} · {j.status.value}", j.id) for j in self.services.training_jobs()])
 
     def runs(self, current: int | None = None) -> dict:
         """The run list and the run to show: `current` if it exists, else the running (or newest) one."""
@@ -82,10 +107,9 @@ class TrainActions:
     @user_facing
     def status(self, job: int | None) -> tuple[str, pd.DataFrame, pd.DataFrame, str]:
         if job is None:
-            empty = pd.DataFrame({"step": [], "loss": []})
-            return progress_bar(0.0, "No training run yet: fill the form and press Train."), empty, empty, ""
+            return progress_bar(0.0, "No training run yet: fill the form and press Train."), *metric_frames(None), ""
         m = self.services.training_monitor(int(job))
-        step = f"step {m.steps[-1]}/{m.total_steps or '?'}" if m.steps else "no step yet"
+        step = f"step {m.steps[-1]}/{m.total_steps or '?'}" if m.steps else (m.message.strip() or "no step yet")
         eta = f" · ETA {m.eta_seconds:.0f} s" if m.eta_seconds is not None and m.status is JobStatus.RUNNING else ""
         loss = f" · loss {m.losses[-1]:.4f}" if m.losses else ""
         tail = " · export ready: chat with it in the Chat tab" if m.export_path else ""
@@ -121,15 +145,20 @@ def build_train_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None:
     with gr.Row():
         name = gr.Textbox(DEFAULT_CONFIG_NAME, label="Config name", elem_id="train-config-name")
         save = gr.Button("Save config", elem_id="train-save")
-        launch = gr.Button("Train", variant="primary", elem_id="train-launch")
+    with gr.Row(equal_height=True):
+        run_name = gr.Textbox(label="Run name (empty: the name shown in grey)", elem_id="train-run-name", scale=3)
+        launch = gr.Button("Train", variant="primary", elem_id="train-launch", scale=1)
+    launch_note = gr.Markdown(elem_id="train-launch-note")
     gr.Markdown("### Runs")
     with gr.Row():
         run = gr.Dropdown(label="Run", elem_id="train-run", scale=3)
         again = gr.Button("New run from this one", elem_id="train-again", scale=1)
     progress = gr.HTML(elem_id="train-progress")
     with gr.Row():
-        loss = gr.LinePlot(x="step", y="loss", label="loss", elem_id="train-loss")
-        rate = gr.LinePlot(x="step", y="learning rate", label="learning rate", elem_id="train-lr")
+        loss = gr.LinePlot(x="step", y="loss", label="loss", title="Training loss per step", elem_id="train-loss",
+                           min_width=300)
+        rate = gr.LinePlot(x="step", y="learning rate", label="learning rate", title="Learning rate per step",
+                           elem_id="train-lr", min_width=300)
     log = gr.Textbox(label="log (last lines)", lines=10, max_lines=10, autoscroll=True, elem_id="train-log")
     load.click(actions.load_config, preset, [*fields, base], api_name="load_config")
     preview = with_named_parameters(actions.preview, ["chain_source", "config_name"], ["base"])
@@ -137,8 +166,11 @@ def build_train_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None:
           [yaml_view, cli_view], api_name="preview_config", show_progress="hidden", trigger_mode="always_last")
     save.click(with_named_parameters(actions.save, ["config_name"], ["base"]), [name, *fields, base], preset,
                api_name="save_config")
-    launch.click(with_named_parameters(actions.launch, ["chain_source"], ["base"]), [source, *fields, base], run,
-                 api_name="train")
+    launch.click(with_named_parameters(actions.launch, ["chain_source", "run_name"], ["base"]),
+                 [source, run_name, *fields, base], [run, launch_note], api_name="train")
+    gr.on([demo.load, source.change, *(f.change for f in fields)],
+          with_named_parameters(actions.default_name, ["chain_source"], ["base"]), [source, *fields, base], run_name,
+          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     chosen_by_user = gr.State(False)
     source.input(lambda: True, None, chosen_by_user, api_visibility="private")
     gr.on([demo.load, tab.select], actions.chain_sources, [source, chosen_by_user], source, api_visibility="private")

@@ -235,8 +235,15 @@ def _forward_loss(session: TrainingSession, batch: Batch, token_count: int, micr
     return StepLosses(loss.detach(), balance, contrastive)
 
 
-def train_step(session: TrainingSession, batches: list[Batch]) -> dict[str, float]:
-    """One optimizer step over this process's micro-batches; returns logged metrics."""
+def train_step(session: TrainingSession, batches: list[Batch],
+               should_stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
+    """One optimizer step over this process's micro-batches; returns logged metrics.
+
+    With one process, `should_stop()` is also asked between micro-batches: a step on a large
+    model on CPU can outlast a cancel's grace period, so a stop abandons the step (its partial
+    gradients are dropped, nothing is updated) and returns None; the caller then saves the
+    last whole step. With several processes the check stays at step boundaries (fit), where
+    every rank agrees on it, so no rank waits in a collective the others left."""
     acc = session.accelerator
     started = time.perf_counter()
     local_tokens = torch.tensor(sum(b.num_label_tokens for b in batches), device=acc.device)
@@ -245,6 +252,9 @@ def train_step(session: TrainingSession, batches: list[Batch]) -> dict[str, floa
     total = torch.zeros((), device=acc.device)
     balance, contrastive = torch.zeros(()), torch.zeros(())
     for index, batch in enumerate(batches):
+        if index and should_stop is not None and acc.num_processes == 1 and should_stop():
+            session.optimizer.zero_grad(set_to_none=True)
+            return None
         last = index == len(batches) - 1
         sync = contextlib.nullcontext() if last or acc.num_processes == 1 else acc.no_sync(session.module)
         with sync:
@@ -311,7 +321,10 @@ def fit(
             samples, state.step, train, data, pad_id=pad_id, rank=acc.process_index,
             world_size=acc.num_processes, additive_mask_dtype=additive,
         )
-        metrics = train_step(session, batches)
+        metrics = train_step(session, batches, should_stop)
+        if metrics is None:  # stopped between micro-batches: the step was abandoned
+            stopped = True
+            break
         state.step += 1
         state.losses.append(metrics["loss"])
         metrics_log.append(metrics)

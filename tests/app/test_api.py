@@ -21,7 +21,8 @@ ENDPOINTS = {"/question_set", "/preview_import", "/import_questions", "/generate
              "/export_chains", "/load_config", "/preview_config", "/save_config", "/train", "/training_runs",
              "/training_status", "/new_run_from", "/chat_subjects", "/chat", "/jobs", "/job_detail", "/cancel_job",
              "/retry_job", "/system", "/evaluation_choices", "/evaluate", "/quick_pipeline", "/evaluation_result",
-             "/evaluation_samples", "/compare_runs"}
+             "/evaluation_samples", "/compare_runs", "/chat_stop", "/chat_clear", "/runs", "/compare_runs_side_by_side",
+             "/rename_run"}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,10 @@ def generated(client, studio, tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def trained(client, studio, generated) -> int:
     """A run trained through /train on the generated dataset (quick preset shrunk to the tiny model)."""
-    job_id = value(client.predict(chain_source=f"dataset:{generated['dataset']}", api_name="/train", **tiny_form(studio)))
+    run, note = client.predict(chain_source=f"dataset:{generated['dataset']}", run_name="api run", api_name="/train",
+                               **tiny_form(studio))
+    job_id = value(run)
+    assert note.startswith(f"Queued **api run** as job {job_id}: mote on ") and "3 steps" in note
     job = wait_job(studio.queue, job_id)
     assert job.status is JobStatus.SUCCEEDED, job.error
     return job_id
@@ -85,14 +89,15 @@ def test_question_sets_preview_and_import(client, tmp_path):
     assert [r[0] for r in rows(rejected)] == [4, 6, 7] and "empty question" in rows(rejected)[0][1]
     message, chosen = client.predict(upload, "mine-too", "", api_name="/import_questions")
     assert "Saved as **mine-too**" in message and value(chosen) == "mine-too" and ["mine-too", "mine-too"] in chosen["choices"]
-    with pytest.raises(AppError, match="bundled set"):
-        client.predict(upload, "train", "", api_name="/import_questions")
+    message, _ = client.predict(upload, "train", "", api_name="/import_questions")
+    assert message.startswith("**Not imported:**") and "bundled set" in message
 
 
 def test_generate_then_browse_flag_edit_delete_export(client, studio, generated):
     assert f"job {generated['job']} **succeeded**" in client.predict(api_name="/generation_status")
     dataset = generated["dataset"]
-    table, _category, _kind = client.predict(dataset, "any", "any", "any", "any", api_name="/browse_chains")
+    table, _category, _kind, count = client.predict(dataset, "any", "any", "any", "any", 1, api_name="/browse_chains")
+    assert count.startswith(f"{len(rows(table))} chains match · page 1 of 1")
     chains = rows(table)
     assert len(chains) == 3 and {c[4] for c in chains} <= {"harmful", "helpful", "benign"}
     first = chains[0][0]
@@ -100,7 +105,7 @@ def test_generate_then_browse_flag_edit_delete_export(client, studio, generated)
     assert chains[0][1] in header and stages[2] == chains[0][9]
     client.predict(first, api_name="/flag_chain")
     client.predict(first, "a fixed analysis", "", "a fixed answer", api_name="/edit_chain")
-    table, *_ = client.predict(dataset, "analysis->answer", "any", "any", "any", api_name="/browse_chains")
+    table, *_ = client.predict(dataset, "analysis->answer", "any", "any", "any", 1, api_name="/browse_chains")
     edited = next(c for c in rows(table) if c[0] == first)
     assert edited[7:10] == ["a fixed analysis", "", "a fixed answer"] and edited[11] == "yes"
     assert edited[3] != chains[0][3]  # /flag_chain toggled the flag
@@ -130,21 +135,25 @@ def test_config_preview_save_train_and_live_status(client, studio, generated, tr
     assert value(client.predict(None, api_name="/training_runs")) == job_id
     again = client.predict(job_id, api_name="/new_run_from")
     assert again[0] == str(studio.tiny_dir) and again[-1] == source
-    with pytest.raises(AppError, match="batch_size=3 is not a multiple of micro_batch_size=2"):
-        client.predict(chain_source=source, api_name="/train", **tiny_form(studio, train_batch_size=3, train_micro_batch_size=2))
+    _, note = client.predict(chain_source=source, run_name="", api_name="/train",
+                             **tiny_form(studio, train_batch_size=3, train_micro_batch_size=2))
+    assert note.startswith("**Not queued:**") and "batch_size=3 is not a multiple of micro_batch_size=2" in note
 
 
 def test_chat_streams_stage_blocks_side_by_side(client, studio, trained):
     subjects = [value(s) for s in client.predict(None, None, None, api_name="/chat_subjects")]
     assert subjects[0] == f"base:{studio.tiny_dir}" and subjects[1].endswith(f"job-{trained}")
-    first, second, third = client.predict(2, subjects[0], subjects[1], None, "How do I pick a lock?", "full chain",
-                                          0.0, 1.0, 0, 4, 2, None, True, False, api_name="/chat")
+    first, second, third, prompt, message = client.predict(
+        2, subjects[0], subjects[1], None, "How do I pick a lock?", "full chain", 0.0, 1.0, 0, 4, 2, None, True, False,
+        api_name="/chat")
     assert "Safe Answer · expert <code>base</code>" in first
     for label, expert in (("Question Analysis", "analysis"), ("Answer Guidance", "guidance"), ("Safe Answer", "answer")):
         assert f"{label} · expert <code>{expert} + shared</code>" in second
-    assert "Safety Checking" in second and "verdict:" in second and "Choose a model" in third
-    with pytest.raises(AppError, match="Type a question first"):
-        client.predict(2, subjects[0], None, None, " ", "full chain", 0.0, 1.0, 0, 4, 2, None, False, False, api_name="/chat")
+    assert "Safety Checking" in second and "P(unsafe) = " in second and "Choose a model" in third
+    assert message == ""  # no problem to report (the prompt was emptied by the first update)
+    *_, message = client.predict(2, subjects[0], None, None, " ", "full chain", 0.0, 1.0, 0, 4, 2, None, False, False,
+                                 api_name="/chat")
+    assert "Type a question" in message
 
 
 def test_evaluate_results_drilldown_compare_and_quick_pipeline(client, studio, trained):
@@ -177,10 +186,11 @@ def test_jobs_table_detail_cancel_and_retry(client, studio):
     # max_length fits the bundled sample chains in the tiny byte-level tokenizer: at 256 every chain
     # is rejected and the job fails on its own, racing the cancel below.
     form = tiny_form(studio, train_max_steps=500, data_max_length=4096)
-    job_id = value(client.predict(chain_source="sample", api_name="/train", **form))
+    job_id = value(client.predict(chain_source="sample", run_name="", api_name="/train", **form)[0])
     wait_job(studio.queue, job_id, lambda j: j.status is JobStatus.RUNNING, what="to start")
     table = client.predict("train", "running", "newest first", api_name="/jobs")
-    assert [r[0] for r in rows(table)] == [job_id] and rows(table)[0][5] == "CPU"
+    assert [r[0] for r in rows(table)] == [job_id] and rows(table)[0][6] == "CPU"
+    assert rows(table)[0][1] == "mote · sample chains · 500 steps"
     detail, _log = client.predict(job_id, api_name="/job_detail")
     assert detail.splitlines()[1].split() == ["status", "running"]
     client.predict(job_id, api_name="/cancel_job")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.chat_runtime import ChatRuntime, PaneState, StageBlock, stream_panes
-from app.render import expert_class, render_pane
+from app.chat_runtime import ChatRuntime, ChatTurn, PaneState, SelfCheck, StageBlock, history_messages, stream_panes
+from app.render import expert_class, expert_legend, render_conversation, render_pane
 from core.experts.export import export_mote
 from core.decoding.chain_programs import GenerationSettings
 from core.stages import ChainShape
@@ -73,10 +73,11 @@ def test_self_check_runs_on_the_base_weights_and_gives_a_verdict(run_dir, tmp_pa
     finally:
         hook.remove()
     assert seen and not any(seen) and subject.mote.router.enabled  # experts off only during the check
-    assert verdict.raw.startswith("VERDICT:")
+    assert 0.0 < verdict.p_unsafe < 1.0 and verdict.safe == (verdict.p_unsafe < 0.5)
     panes = list(stream_panes(runtime, [str(run_dir)], "hi", FULL, self_check=True))[-1]
-    assert panes[0].verdict in ("safe", "unsafe", "unparsable (counts as unsafe)")
-    assert panes[0].check_text.startswith("VERDICT:") and "the check wrote: VERDICT:" in render_pane(panes[0])
+    check = panes[0].check
+    assert check is not None and check.verdict in ("safe", "unsafe")
+    assert f"verdict: {check.verdict} · P(unsafe) = {check.p_unsafe:.2f}" in render_pane(panes[0])
 
 
 def test_closing_the_stream_stops_the_panes(tiny_dir, tmp_path):
@@ -93,12 +94,12 @@ def test_closing_the_stream_stops_the_panes(tiny_dir, tmp_path):
 def test_pane_html_escapes_text_and_marks_experts():
     pane = PaneState("base:x", title="<b>model</b>", status="done",
                      blocks=[StageBlock("analysis", "Question Analysis", "analysis + shared", ["<script>", "ok"], True)],
-                     verdict="unsafe")
+                     check=SelfCheck(0.8))
     plain, coloured = render_pane(pane), render_pane(pane, colour=True)
     assert "<script>" not in plain and "&lt;script&gt;" in plain and "&lt;b&gt;model" in plain
     assert "<summary>Question Analysis · expert <code>analysis + shared</code></summary>" in plain
     assert 'class="tok x-analysis"' in plain and "colour-experts" in coloured and "colour-experts" not in plain
-    assert 'class="verdict unsafe"' in plain
+    assert 'class="verdict unsafe"' in plain and "P(unsafe) = 0.80" in plain
     assert [expert_class(e) for e in ("answer + shared", "base", "lora", "")] == ["x-answer", "x-base", "x-other", "x-other"]
 
 
@@ -146,3 +147,41 @@ def test_an_unseeded_reply_gets_a_fresh_seed_that_reproduces_it(tiny_dir, tmp_pa
     assert f"seed {first.seed}" in render_pane(first)
     greedy = reply(GenerationSettings(max_stage_tokens=3, min_stage_tokens=3))
     assert greedy.seed is None and "pane-seed" not in render_pane(greedy)  # a greedy reply does not depend on it
+
+
+def test_an_answer_cut_at_its_token_limit_says_so(tiny_dir, tmp_path):
+    """The tiny random model never ends a stage on its own: a 3-token limit always cuts it."""
+    pane = list(stream_panes(ChatRuntime(tmp_path), [f"base:{tiny_dir}"], "hi",
+                             GenerationSettings(max_stage_tokens=3, min_stage_tokens=3)))[-1][0]
+    assert pane.blocks[-1].cut and pane.blocks[-1].tokens == 3
+    assert "cut at the token limit (3 tokens)" in render_pane(pane)
+    pane.blocks[-1].cut = False  # as a stage the model ended itself
+    assert "cut at the token limit" not in render_pane(pane)
+
+
+def test_a_stop_event_ends_every_pane_and_keeps_what_they_wrote(tiny_dir, run_dir, tmp_path):
+    import threading
+
+    stop = threading.Event()
+    long = GenerationSettings(max_stage_tokens=2000, min_stage_tokens=2000, path=ChainShape.FULL)
+    panes: list[PaneState] = []
+    for panes in stream_panes(ChatRuntime(tmp_path), [f"base:{tiny_dir}", str(run_dir)], "hi", long, stop=stop):
+        if all(p.blocks and p.blocks[0].pieces for p in panes):
+            stop.set()
+    assert [p.status for p in panes] == ["stopped", "stopped"]
+    assert all(0 < sum(len(b.pieces) for b in p.blocks) < 2000 for p in panes)
+
+
+def test_a_conversation_keeps_every_turn_and_replays_earlier_answers_as_messages():
+    first = PaneState("base:x", title="base", status="done",
+                      blocks=[StageBlock("answer", "Safe Answer", "base", ["Bread needs yeast."], True)])
+    second = PaneState("base:x", title="base", status="writing",
+                       blocks=[StageBlock("answer", "Safe Answer", "base", ["Knead it."], False)])
+    turns = [ChatTurn("How is bread made?", [first, None, None]), ChatTurn("And then?", [second, None, None])]
+    shown = render_conversation(turns, 0)
+    assert shown.count('class="turn"') == 2 and shown.index("How is bread made?") < shown.index("Bread needs yeast.") \
+        < shown.index("And then?") < shown.index("Knead it.")
+    assert history_messages(turns[:1], 0) == [{"role": "user", "content": "How is bread made?"},
+                                              {"role": "assistant", "content": "Bread needs yeast."}]
+    assert history_messages(turns[:1], 1) == [] and "Choose" in render_conversation(turns, 1, placeholder="Choose")
+    assert all(f"x-{name}" in expert_legend() for name in ("analysis", "guidance", "answer", "base"))

@@ -330,7 +330,66 @@ def test_chat_subjects_are_base_models_then_exported_runs(services):
                          TrainingRun(job_id=job.id, run_dir="/runs/b", method="lora", base_model="tiny-model")])
     choices = services.chat_subjects()
     assert [c.spec for c in choices] == ["base:tiny-model", "base:/models/tiny", "/runs/a"]
-    assert choices[2].label.startswith("run ") and "mote" in choices[2].label
+    assert choices[2].label == f"mote · sample chains · 3 epochs (job {job.id})"  # the one label of a run
+
+
+def _train_job(services: Services, config: dict, **columns) -> int:
+    with services.queue.sessions.begin() as session:
+        job = new_job(session, services.home, JobKind.TRAIN, config)
+        for name, value in columns.items():
+            setattr(job, name, value)
+        return job.id
+
+
+def test_runs_have_readable_default_names_that_can_be_changed_and_retries_keep_them(services, dataset):
+    steps = _train_job(services, {"mote": {"method": "lora", "train": {"max_steps": 28}}, "chain_dataset_id": dataset})
+    epochs = _train_job(services, {"mote": {"train": {"epochs": 1.0}}})
+    retry = _train_job(services, {"mote": {"train": {"epochs": 1.0}}}, retry_of=epochs)
+    names = {row.id: row.name for row in services.jobs(kind=JobKind.TRAIN)}
+    assert names == {steps: "lora · demo set · 28 steps", epochs: "mote · sample chains · 1 epoch",
+                     retry: "mote · sample chains · 1 epoch"}
+    assert services.rename_job(retry, "  my   first run ") == "my first run"  # one line, trimmed
+    assert {row.id: row.label for row in services.jobs(kind=JobKind.TRAIN) if row.id != steps} == {
+        epochs: f"my first run (job {epochs})", retry: f"my first run (job {retry})"}  # one run, one name
+    services.rename_dataset(dataset, "cleaned set")
+    assert services.jobs(kind=JobKind.TRAIN)[-1].name == "lora · cleaned set · 28 steps"
+    with pytest.raises(ValueError, match="The name is empty"):
+        services.rename_job(steps, "   ")
+    with pytest.raises(LookupError, match="no job 999"):
+        services.rename_job(999, "x")
+    assert services.default_run_name(load_preset("quick"), ChainSource(dataset_id=dataset)).startswith("mote · cleaned set · ")
+
+
+def test_the_runs_view_lists_each_run_once_with_its_loss_and_evaluation(services, tmp_path):
+    import json
+
+    from jobs.records import Metric
+
+    first = _train_job(services, {"mote": {"train": {"max_steps": 4}}}, status=JobStatus.FAILED, run_dir="/runs/r")
+    retry = _train_job(services, {"mote": {"train": {"max_steps": 4}}}, retry_of=first, status=JobStatus.SUCCEEDED,
+                       run_dir="/runs/r")
+    other = _train_job(services, {"mote": {"method": "lora", "train": {"max_steps": 2}}})
+    with services.queue.sessions.begin() as session:
+        run = TrainingRun(job_id=first, run_dir="/runs/r", method="mote", base_model="tiny", total_steps=4)
+        session.add(run)
+        session.flush()
+        session.add_all([Metric(run_id=run.id, step=s, loss=loss) for s, loss in ((1, 2.0), (2, 1.5), (4, 0.75))])
+        report = tmp_path / "report"
+        report.mkdir()
+        metrics = {"harm": {"name": "harm", "value": 80.0, "low": None, "high": None, "n": 5}}
+        (report / "summary.json").write_text(json.dumps({"tables": {"heuristic": {"mine": {"metrics": metrics}}}}))
+        new_job(session, services.home, JobKind.EVALUATE, {"subjects": [{"label": "mine", "train_job": first}],
+                                                            "out": str(report)}).status = JobStatus.SUCCEEDED
+    rows = services.runs()
+    assert [row.job_id for row in rows] == [other, retry]  # the failed job shows as its retry
+    mine = rows[1]
+    assert (mine.steps_done, mine.total_steps, mine.final_loss, mine.status) == (4, 4, 0.75, JobStatus.SUCCEEDED)
+    assert mine.evaluation["Harm"] == 80.0 and mine.evaluation["Help"] is None and mine.evaluated_by is not None
+    assert rows[0].evaluation == {} and rows[0].steps_done is None and rows[0].total_steps == 2
+    comparison = services.compare_runs([retry, other, 12345])
+    assert [r.job_id for r in comparison.runs] == [retry, other]
+    assert [(p.step, p.loss) for p in comparison.curves] == [(1, 2.0), (2, 1.5), (4, 0.75)]
+    assert {p.run for p in comparison.curves} == {f"mote · sample chains · 4 steps (job {retry})"}
 
 
 # ---- the launcher ----------------------------------------------------------------
