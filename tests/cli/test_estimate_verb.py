@@ -1,7 +1,6 @@
 """`launch.py estimate` prints the scale table for each mode and, asked, the arithmetic."""
 from __future__ import annotations
 
-
 import launch
 from core.training.estimates import standard_modes
 
