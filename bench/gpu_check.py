@@ -83,7 +83,8 @@ def fsdp(out: Path) -> int:
     result = run_training(setup, out / "run")
     if state.is_main_process:
         files = sorted(str(p.relative_to(out / "run")) for p in (out / "run").rglob("*") if p.is_file())
-        ok = result.steps == 6 and (out / "run" / "export" / "mote.json").is_file()
+        sharded = str(state.distributed_type).endswith("FSDP")  # else the preset did not take
+        ok = sharded and result.steps == 6 and (out / "run" / "export" / "mote.json").is_file()
         _verdict("fsdp", ok, {"distributed_type": str(state.distributed_type), "processes": state.num_processes,
                                "losses": result.losses, "files": files[:20]})
         return 0 if ok else 1
