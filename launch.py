@@ -14,6 +14,7 @@
     python launch.py questions list | import FILE | leakage --train A --eval B [--drop OUT]
     python launch.py doctor  check the installation, database, GPUs and default model (exit 1 on FAIL)
     python launch.py config-reference [--write docs/config-reference.md]  settings reference
+    python launch.py estimate [--model 7b|13b|70b|FOLDER] [--preset paper]  memory/time per training mode
 """
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ import sys
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cli import demo, doctor, evaluate, generate, jobs, judges, questions, serve, train, ui  # noqa: E402  (after the env)
+from cli import demo, doctor, estimate, evaluate, generate, jobs, judges, questions, serve, train, ui  # noqa: E402  (after the env)
 from cli.options import add_common_arguments  # noqa: E402
 
 #: Each module: VERBS, add_parser(subparsers) and run(args) -> exit code.
-VERB_GROUPS = (ui, demo, train, generate, evaluate, judges, jobs, serve, questions, doctor)
+VERB_GROUPS = (ui, demo, train, generate, evaluate, judges, jobs, serve, questions, doctor, estimate)
 #: `python launch.py [--port P ...]` with no verb serves the app.
 DEFAULT_GROUP = ui
 

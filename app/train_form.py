@@ -105,6 +105,9 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("train.checkpoint_every", FieldKind.INT),
     FieldSpec("train.seed", FieldKind.INT),
     FieldSpec("train.gradient_checkpointing", FieldKind.BOOL),
+    FieldSpec("train.base_dtype", FieldKind.CHOICE),
+    FieldSpec("train.quantize", FieldKind.CHOICE),
+    FieldSpec("train.accelerate_config", FieldKind.TEXT, optional=True),
 )
 FIELD_NAMES: tuple[str, ...] = tuple(spec.name for spec in FIELDS)
 

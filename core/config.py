@@ -54,6 +54,23 @@ class QuestionRouting(str, enum.Enum):
     MEAN = "mean"
 
 
+class BaseDtype(str, enum.Enum):
+    """The dtype the frozen base weights are loaded in for training (experts and marker rows
+    always stay float32)."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+
+class Quantize(str, enum.Enum):
+    """How the frozen base weights are stored while training: as loaded, or 4-bit NF4 (QLoRA)."""
+
+    NONE = "none"
+    NF4 = "nf4"
+
+
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -138,6 +155,13 @@ class TrainConfig:
         initialisation.""")
     gradient_checkpointing: bool = setting(False, help="""Recompute activations in backward to save memory on
         large models.""")
+    base_dtype: BaseDtype = setting(BaseDtype.AUTO, help="""dtype of the frozen base weights while training:
+        'auto' is bfloat16 on a CUDA GPU with bf16 (float16 on older GPUs) and float32 on the CPU; the
+        experts and marker rows stay float32 whatever this is (halves base memory: 7B is 14 GB, not 28).""")
+    quantize: Quantize = setting(Quantize.NONE, help="""'nf4': load the frozen base in 4-bit NF4 with double
+        quantisation and bf16 compute (QLoRA, bitsandbytes; CUDA GPUs only), experts on top in float32.""")
+    accelerate_config: str | None = setting(None, help="""Sharded training preset for several GPUs: 'fsdp',
+        'deepspeed_zero3' (assets/accelerate/) or the path of an accelerate config YAML; None: plain DDP.""")
 
     def __post_init__(self) -> None:
         validate_settings(self)

@@ -263,12 +263,15 @@ def load_base_model(
     *,
     dtype: torch.dtype = torch.float32,
     device_map: str | dict | None = None,
+    quantization_config: Any | None = None,
     trust_remote_code: bool = False,
     say: Callable[[str], None] = print,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer (pad token guaranteed), in eval mode.
 
     Local folders load with HF_HUB_OFFLINE=1 and local_files_only, so nothing touches the network.
+    `quantization_config` (a transformers BitsAndBytesConfig, core/training/quantization.py)
+    loads the linears in 4 bits; None loads them as `dtype`.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -279,6 +282,8 @@ def load_base_model(
     try:
         with offline:
             tokenizer = AutoTokenizer.from_pretrained(resolved, **kwargs)
+            if quantization_config is not None:
+                kwargs["quantization_config"] = quantization_config
             model = AutoModelForCausalLM.from_pretrained(
                 resolved, dtype=dtype, device_map=device_map, use_safetensors=True, **kwargs
             )
@@ -300,11 +305,36 @@ def load_base_model(
 def inference_placement() -> dict[str, Any]:
     """Where a model that only decodes (chat, evaluation, self-generation) should live: the job's
     GPU in bf16 (fp16 where bf16 is unsupported) when one is visible, else the CPU in float32.
-    Training keeps float32 weights and lets accelerate place them."""
+    Training picks its own base dtype (`training_base_dtype`) and lets accelerate place it."""
     if torch.cuda.is_available():
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return {"dtype": dtype, "device_map": "cuda"}
+        return {"dtype": _gpu_half_dtype(), "device_map": "cuda"}
     return {"dtype": torch.float32, "device_map": None}
+
+
+def _gpu_half_dtype() -> torch.dtype:
+    """bf16 where the GPU computes it natively (Ampere and later), else fp16."""
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+#: `train.base_dtype` names (core.config.BaseDtype values) other than 'auto'.
+_NAMED_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def training_base_dtype(choice: str, *, cuda: bool | None = None) -> torch.dtype:
+    """The dtype the frozen base is loaded in for training (`train.base_dtype`).
+
+    Why half on GPUs: the base never trains, so its weights need no fp32 master copy; bf16 halves
+    the largest memory item (a 7B base is 14 GB, not 28) while the experts and marker rows, which
+    do train, stay float32. 'auto' keeps float32 on the CPU, where bf16 matmuls are slow on most
+    cores; set 'bfloat16' there to trade speed for memory.
+    """
+    choice = getattr(choice, "value", choice)
+    if choice in _NAMED_DTYPES:
+        return _NAMED_DTYPES[choice]
+    if choice != "auto":
+        raise ValueError(f"train.base_dtype={choice!r} is not one of auto, {', '.join(_NAMED_DTYPES)}.")
+    on_cuda = torch.cuda.is_available() if cuda is None else cuda
+    return _gpu_half_dtype() if on_cuda else torch.float32
 
 
 def describe_default_model(home: Path) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from jobs.lifecycle import Readiness, dependency_state, mark_cancelled, settle_v
 from jobs.priority import WorkerPriority
 from jobs.processes import free_port, group_pids, is_our_worker, signal_group, spawn, worker_command, worker_environment
 from jobs.records import Job, JobKind, JobStatus, utcnow
+from jobs.specs import sharding_config_file
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,14 @@ class Dispatcher:
         hidden_url = make_url(self.url).password is not None  # keep passwords out of `ps`
         # Only training is data parallel; decoding jobs run one process on their first GPU.
         processes = max(1, len(placement.gpus)) if job.kind is JobKind.TRAIN else 1
+        try:  # FSDP / ZeRO-3 preset of the job's train.accelerate_config; only a multi-process run shards
+            config_file = sharding_config_file(job.kind, job.config) if processes > 1 else None
+        except ValueError as error:
+            self._fail(job.id, str(error))
+            return False
         command = worker_command(job.id, db_url=None if hidden_url else self.url, home=self.home,
-                                 num_processes=processes, main_process_port=free_port() if processes > 1 else None)
+                                 num_processes=processes, main_process_port=free_port() if processes > 1 else None,
+                                 config_file=config_file)
         priority = self.settings.priority
         env = worker_environment(placement.gpus, cpu_threads=priority.cpu_threads(self.settings.max_cpu_jobs),
                                  extra={DATABASE_ENV: self.url} if hidden_url else {}, nice=priority.nice,

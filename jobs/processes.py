@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from core.training.sharding import Rendezvous, accelerate_launch_arguments
+
 from jobs.priority import WORKER_NICE_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -32,22 +34,21 @@ def worker_command(
     num_processes: int = 1,
     use_gpu: bool = True,
     main_process_port: int | None = None,
+    config_file: Path | None = None,
     python: str = sys.executable,
 ) -> list[str]:
     """`python -m jobs.worker ID ...`, or `accelerate launch --num_processes N -m jobs.worker ...`.
 
     db_url None: the worker reads MOTE_DATABASE_URL (used when the URL holds a password, so it
-    does not show in `ps`).
+    does not show in `ps`). config_file: an FSDP / DeepSpeed accelerate config (train.accelerate_config).
     """
     tail = [str(job_id), "--home", str(home)] + (["--db", db_url] if db_url else [])
     if num_processes <= 1:
         return [python, "-m", WORKER_MODULE, *tail]
     launcher = Path(python).with_name("accelerate")
     head = [str(launcher), "launch"] if launcher.exists() else [python, "-m", "accelerate.commands.launch"]
-    head += ["--num_processes", str(num_processes), "--num_machines", "1"]
-    head += ["--multi_gpu"] if use_gpu else ["--cpu"]
-    if main_process_port is not None:
-        head += ["--main_process_port", str(main_process_port)]
+    head += accelerate_launch_arguments(num_processes, config_file=config_file, use_gpu=use_gpu,
+                                        rendezvous=Rendezvous(main_process_port=main_process_port))
     return [*head, "-m", WORKER_MODULE, *tail]
 
 

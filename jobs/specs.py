@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import GenerateConfig, MoteConfig, plain_values
+from core.training.sharding import accelerate_config_file
 from jobs.evaluate_spec import EvaluateSpec, parse_evaluate
 from jobs.records import JobKind
 from jobs.spec_checks import JobConfigError, only_settings, out_dir, positive_int
@@ -87,10 +88,17 @@ class PipelineSpec:
 JobSpec = TrainSpec | GenerateSpec | PipelineSpec | EvaluateSpec
 
 
+def sharding_config_file(kind: JobKind | str, config: Any) -> Path | None:
+    """The accelerate config (FSDP / ZeRO-3) a train job asks for in train.accelerate_config, else None."""
+    spec = parse_job_config(kind, config)
+    return accelerate_config_file(spec.mote.train.accelerate_config) if isinstance(spec, TrainSpec) else None
+
+
 def parse_train(data: Any, where: str = "train config", *, chains_required: bool = True) -> TrainSpec:
     data = only_settings(where, data, {"mote", "chains", "chain_dataset_id", "chains_from_job", "out"})
     try:
         mote = MoteConfig.from_dict(dict(data.get("mote") or {}))
+        accelerate_config_file(mote.train.accelerate_config)  # a missing or wrong preset fails at submit
     except (ValueError, TypeError) as error:
         raise JobConfigError(f"{where}: mote: {error}") from None
     sources = [k for k in ("chains", "chain_dataset_id", "chains_from_job") if data.get(k) is not None]

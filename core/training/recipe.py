@@ -20,10 +20,11 @@ from core.config import MoteConfig, resolve_method
 from core.data.dataset import EncodedChain, encode_chains
 from core.experts.export import export_mote, load_mote_model, read_manifest
 from core.experts.model import MoteModel, build_mote_model
-from core.model_source import inference_placement, load_base_model
+from core.model_source import inference_placement, load_base_model, training_base_dtype
 from core.data.atomic_write import write_bytes_atomically
 from core.training.checkpoint import latest_checkpoint
 from core.training.loop import ProgressReporter, TrainResult, train_experts
+from core.training.quantization import NF4Settings, quantization_for_training, quantized_device_map
 
 Say = Callable[[str], None]
 EXPORT_DIR = "export"
@@ -43,7 +44,7 @@ def setup_run(config: MoteConfig, chains: list[Chain], *, home: Path | None = No
     """Load the base model, attach experts for the config's method, encode the chains."""
     resolved = resolve_method(config)
     torch.manual_seed(resolved.train.seed)
-    base, tokenizer = load_base_model(resolved.model, home, say=say)
+    base, tokenizer = load_training_base(resolved, home=home, say=say)
     if resolved.train.gradient_checkpointing:
         base.config.use_cache = False
     use_markers = resolved.data.train_on == "chain"
@@ -52,6 +53,19 @@ def setup_run(config: MoteConfig, chains: list[Chain], *, home: Path | None = No
     for chain_id, reason in rejected:
         say(f"Skipped chain {chain_id}: {reason}")
     return RunSetup(resolved, mote, samples, rejected)
+
+
+def load_training_base(config: MoteConfig, *, home: Path | None = None, say: Say = print):
+    """The frozen base as `train.base_dtype` and `train.quantize` ask (experts come later, in fp32).
+
+    A 4-bit base is placed on this process's GPU at load time and computes in NF4Settings'
+    compute dtype; an unquantised one stays on the CPU for accelerate to move.
+    """
+    quantization = quantization_for_training(config.train.quantize)
+    if quantization is not None:
+        return load_base_model(config.model, home, dtype=NF4Settings().compute_dtype,
+                               quantization_config=quantization, device_map=quantized_device_map(), say=say)
+    return load_base_model(config.model, home, dtype=training_base_dtype(config.train.base_dtype), say=say)
 
 
 class _MetricsFile:
