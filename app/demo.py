@@ -312,8 +312,16 @@ def _chains_section(demo: gr.Blocks, services: Services) -> None:
         stages = [gr.Textbox(label=label, lines=6, interactive=False, elem_id=f"demo-chain-{name}")
                   for name, label in (("analysis", "Question Analysis"), ("guidance", "Answer Guidance"),
                                       ("answer", "Safe Answer"))]
-    demo.load(actions.chain_datasets, dataset, dataset, api_name="chain_datasets")
-    gr.on([dataset.change, *(f.change for f in filters)], actions.browse_chains, [dataset, *filters],
+    def datasets(current: int | None) -> dict:
+        """The dataset menu only (the workbench's handler also reports the newest finished one)."""
+        return actions.chain_datasets(current)[0]
+
+    def browse(dataset_id: int | None, shape: str, flag: str, category: str, kind: str) -> tuple:
+        """The first page of matching chains and the filter menus (the workbench's pages and count left out)."""
+        return actions.browse_chains(dataset_id, shape, flag, category, kind)[:3]
+
+    demo.load(datasets, dataset, dataset, api_name="chain_datasets")
+    gr.on([dataset.change, *(f.change for f in filters)], browse, [dataset, *filters],
           [table, filters[2], filters[3]], api_name="browse_chains")
     table.select(_row_id, None, selected, api_visibility="private")
     selected.change(actions.show_chain, selected, [header, *stages], api_name="show_chain")

@@ -47,11 +47,6 @@ def add_generate_arguments(sub: argparse.ArgumentParser) -> None:
                           "no stage checks, no exemplars, no openings, one candidate (flags given explicitly win)")
 
 
-#: The paper's plain pipeline as GenerateConfig values (--plain-pipeline).
-PLAIN_PIPELINE = {"checker": "text", "flagged_policy": "keep", "label_checks": False, "check_stages": False,
-                  "exemplars": 0, "answer_openings": "off", "best_of": 1}
-
-
 def generate_config(args: argparse.Namespace) -> dict[str, Any]:
     """The generate part of a job config: the GenerateConfig fields the user set, and the set."""
     from core.config import GenerateConfig
@@ -59,6 +54,8 @@ def generate_config(args: argparse.Namespace) -> dict[str, Any]:
     fields = GenerateConfig.__dataclass_fields__
     settings = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if getattr(args, "plain_pipeline", False):
+        from core.config import PLAIN_PIPELINE
+
         settings = {**PLAIN_PIPELINE, **settings}
     return {"generate": settings, "questions": args.questions, "model": args.model, "limit": args.limit}
 

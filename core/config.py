@@ -336,3 +336,10 @@ class GenerateConfig:
         if self.generator == "openai" and not (self.endpoint_url and self.endpoint_model):
             raise ValueError("generator='openai' needs endpoint_url and endpoint_model (and api_key_env if the "
                              "endpoint wants a key).")
+
+
+#: The paper's plain pipeline as GenerateConfig values (`generate --plain-pipeline`): the generator's
+#: free-text self-check decides the chain's length, flagged chains are kept, no label or stage
+#: checks, no exemplars, no openings, one candidate.
+PLAIN_PIPELINE: dict[str, object] = {"checker": "text", "flagged_policy": "keep", "label_checks": False,
+                                     "check_stages": False, "exemplars": 0, "answer_openings": "off", "best_of": 1}

@@ -187,7 +187,7 @@ def test_concurrent_requests_each_get_their_own_answer(mote_server):
     (chain_body(n=2), "n", "n=2 is not supported"),
     (chain_body(messages=[]), "messages", "messages"),
     (chain_body(messages=[{"role": "system", "content": "x"}]), "messages", "no message with role 'user'"),
-    (chain_body(mote_path="answer->analysis"), "mote_path", "'answer', 'analysis->answer' or 'analysis->guidance->answer'"),
+    (chain_body(mote_path="answer->analysis"), "mote_path", "'answer', 'analysis->answer', 'analysis->guidance->answer' or 'guidance->answer'"),
     (chain_body(temperature=-1), "temperature", "greater than or equal to 0"),
     (chain_body(max_tokens=0), "max_tokens", "greater than or equal to 1"),
     (chain_body(stop=["a", "b", "c", "d", "e"]), "stop", "at most 4"),

@@ -103,7 +103,7 @@ _ROWS = (
     ("dropped", lambda g: str(g.dropped)),
     ("label mismatch", lambda g: str(g.label_mismatch)),
     ("opening given (kept)", lambda g: str(g.opening_given)),
-    ("shapes answer / analysis->answer / full", lambda g: " / ".join(str(g.shapes.get(s.value, 0)) for s in ChainShape)),
+    ("shapes " + " / ".join(s.value for s in ChainShape), lambda g: " / ".join(str(g.shapes.get(s.value, 0)) for s in ChainShape)),
     ("mean tokens analysis / guidance / answer", lambda g: " / ".join(f"{g.mean_tokens[s]:.0f}" for s in STAGES)),
     ("unparsable verdicts", lambda g: f"{g.unparsable_verdicts} of {g.checks} checks"),
 )

@@ -156,7 +156,13 @@ async def _drain(events: Iterator[StageEvent], request: Request, stopping: threa
             if await anyio.to_thread.run_sync(next, events, None) is None:
                 return True
     finally:
-        events.close()  # frees the subject's lock at once
+        try:
+            events.close()  # frees the subject's lock at once
+        except ValueError:
+            # Shutdown cancelled this request while a worker thread was inside next(): the
+            # generator cannot be closed from here; it stops at its next token (`stopping`) and is
+            # collected with the request.
+            pass
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -13,7 +13,7 @@ import pytest
 from core.data.chains import save_chains_jsonl
 from jobs.records import JobKind, JobStatus
 from tests.app.conftest import wait_job
-from tests.app.test_browser import browser, open_tab  # noqa: F401  (the browser fixture)
+from tests.app.browser import open_tab
 from tests.conftest import short_chains
 
 playwright = pytest.importorskip("playwright.sync_api")
