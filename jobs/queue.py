@@ -157,26 +157,31 @@ class JobQueue:
     # ---- controlling -----------------------------------------------------------------------
     def cancel(self, job_id: int) -> JobStatus:
         """Queued (or interrupted): cancelled at once. Running: SIGTERM now (the worker saves a
-        checkpoint and stops), SIGKILL after the grace period; the reaper records the end."""
+        checkpoint and stops), SIGKILL after the grace period; the reaper records the end. The
+        signal goes out only after the cancel request is committed, so a worker that exits at once
+        is never read by the reaper as having vanished without a cancel."""
+        to_signal: list[tuple[int, int]] = []
         with self.sessions.begin() as session:
             job = self._get(session, job_id)
             if job.kind is JobKind.PIPELINE and job.status is JobStatus.QUEUED:
                 for stage in pipeline_stages(job):
                     latest = latest_attempt(session, stage)
                     if latest is not None and latest.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-                        self._cancel_one(latest)
-            status = self._cancel_one(job)
+                        self._cancel_one(latest, to_signal)
+            status = self._cancel_one(job, to_signal)
+        for pid, running_id in to_signal:
+            signal_group(pid, signal.SIGTERM)
+            self.dispatcher.terminated.add(running_id)
         return status
 
-    def _cancel_one(self, job: Job) -> JobStatus:
+    def _cancel_one(self, job: Job, to_signal: list[tuple[int, int]]) -> JobStatus:
         if job.status in (JobStatus.QUEUED, JobStatus.INTERRUPTED):
             mark_cancelled(job, "cancelled by the user" + (" before it started" if job.status is JobStatus.QUEUED else ""))
         elif job.status is JobStatus.RUNNING:
             job.cancel_requested, job.cancel_requested_at = True, job.cancel_requested_at or utcnow()
             job.message = "cancelling: saving progress"
             if job.host == self.dispatcher.host and is_our_worker(job.pid, job.id):
-                signal_group(job.pid, signal.SIGTERM)
-                self.dispatcher.terminated.add(job.id)
+                to_signal.append((job.pid, job.id))
         else:
             raise ValueError(f"Job {job.id} already {job.status.value}; there is nothing to cancel.")
         return job.status

@@ -214,7 +214,7 @@ def test_a_finished_generation_shows_its_chains_without_refresh(page, studio):
     expect(page.locator("#chain-dataset")).to_be_visible()
     job_id = studio.services.launch_generation("eval_harmful", model=str(studio.tiny_dir), limit=2,
                                                dataset_name="shown by itself",
-                                               settings={"batch_size": 2, **GENERATE_TOKENS})
+                                               settings={"batch_size": 2, "flagged_policy": "keep", **GENERATE_TOKENS})
     assert wait_job(studio.queue, job_id).status is JobStatus.SUCCEEDED
     expect(page.locator("#chain-dataset input")).to_have_value(re.compile("shown by itself"), timeout=30_000)
     expect(table_rows(page, "chain-table")).to_have_count(2, timeout=30_000)
