@@ -122,7 +122,8 @@ class EvaluationServices:
 
 
 def judge_spec_hint(judge_id: str) -> str:
-    """The --judge value that names an LLM judge id like 'llm:MODEL:label-prob' (a placeholder when unclear)."""
+    """The --judge value that names an LLM judge id like 'llm:MODEL:label-prob'; for an HTTP judge, the
+    form of the value to fill in (its URL and model name are not stored in the id)."""
     model = judge_id[len(LLM_JUDGE_PREFIX):].rsplit(":", 1)[0] if judge_id.startswith(LLM_JUDGE_PREFIX) else ""
     if model and "://" not in model:
         return f"local:{model}"
