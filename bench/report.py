@@ -76,8 +76,8 @@ def read_flat(names: Callable[[dict], list[str]], module: str) -> Callable[[dict
     return read
 
 
-GENERATION_FIGURES = ["batched_vs_sequential", "batched_chains_per_second", "sequential_chains_per_second",
-                      "batched_seconds", "sequential_seconds"]
+GENERATION_FIGURES = ["batched_vs_sequential", "batched_vs_sequential_small", "defaults_vs_plain",
+                      "batched_chains_per_second", "sequential_chains_per_second", "batched_seconds", "sequential_seconds"]
 EVALUATION_FIGURES = [f"{subject}_{name}" for subject in ("base", "mote") for name in
                       ("batched_vs_sequential", "batched_answers_per_second", "sequential_answers_per_second",
                        "identical_answers")]
@@ -106,11 +106,11 @@ BENCHES = (
               read_experts),
     BenchSpec("bench_expert_layouts", (), ("--layers", "1", "--repeats", "5"),
               ("bench/bench_expert_layouts.py", "core/experts/layer.py", "core/experts/routing.py"), read_layouts),
-    BenchSpec("bench_generation", (), ("--questions", "2", "--batch-size", "2"),
+    BenchSpec("bench_generation", (), ("--questions", "4", "--batch-size", "2", "--repeats", "1"),
               ("bench/bench_generation.py", "core/synthesis/pipeline.py", "core/synthesis/generators.py",
                "core/synthesis/checkers.py", "core/decoding/completions.py", "core/decoding/scheduler.py",
                "core/decoding/kv_rows.py", "core/decoding/sampling.py"),
-              read_flat(lambda data: GENERATION_FIGURES, "bench.bench_generation")),
+              read_flat(lambda data: [name for name in GENERATION_FIGURES if name in data], "bench.bench_generation")),
     BenchSpec("bench_evaluation", (), ("--prompts", "2", "--batch-size", "2", "--max-stage-tokens", "4"),
               ("bench/bench_evaluation.py", "core/evaluation/runner.py", "core/decoding/subjects.py",
                "core/decoding/chain_programs.py", "core/decoding/scheduler.py", "core/decoding/kv_rows.py",
