@@ -7,8 +7,8 @@ so the decode thread waits for the model with every request queued, then takes t
 """
 from __future__ import annotations
 
-import http.client
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -82,23 +82,32 @@ def test_two_concurrent_requests_both_finish_in_one_batch(served, mote_subject):
         assert status == 200 and body["choices"][0]["message"]["mote"]["shape"] == "analysis->guidance->answer"
 
 
-def test_a_disconnected_stream_stops_its_row_while_another_request_finishes(served, mote_subject):
+def _send_raw(url: str, body: dict) -> socket.socket:
+    """POST `body` over a bare socket, so the test can hang up whenever it likes."""
+    parts = urllib.parse.urlsplit(url)
+    data = json.dumps(body).encode()
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=60)
+    sock.sendall(f"POST {parts.path}/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    return sock
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_a_disconnected_client_stops_its_row_while_another_request_finishes(served, mote_subject, streamed):
     url, batcher = served
     before = batcher.stats()
-    parts = urllib.parse.urlsplit(url)
-    long_stream = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     results: dict[str, tuple[int, dict]] = {}
     with mote_subject.decoding():
         # about 9000 tokens if left alone: minutes on the tiny model
-        long_stream.request("POST", parts.path + "/chat/completions",
-                            json.dumps(_chain(QUESTIONS[0], stream=True, max_stage_tokens=3000, max_tokens=3000)),
-                            {"Content-Type": "application/json"})
+        leaving = _send_raw(url, _chain(QUESTIONS[0], stream=streamed, max_stage_tokens=3000, max_tokens=3000))
         _wait_for(lambda: batcher.stats().waiting == 1)
         short = _in_thread(results, "short", lambda: _post(url, _chain(QUESTIONS[1], max_stage_tokens=40, max_tokens=40)))
         _wait_for(lambda: batcher.stats().waiting == 2)
-    response = long_stream.getresponse()
-    assert response.status == 200 and response.fp.readline()  # its first chunk: the long row runs
-    long_stream.close()
+    if streamed:
+        assert leaving.recv(4096).startswith(b"HTTP/1.1 200")  # its first chunk: the long row runs
+    else:
+        _wait_for(lambda: batcher.stats().forwards > before.forwards + 3)
+    leaving.close()
     short.join(120)
     assert results["short"][0] == 200
     _wait_for(lambda: batcher.stats().rows_now == 0, timeout=20)  # the long row ended, minutes early

@@ -186,9 +186,9 @@ class ServingBatcher:
             self._decode_session()
 
     def _decode_session(self) -> None:
-        """Decode until no row is left and nobody waits, holding the subject meanwhile. The last
-        replies are handed over after the subject is released, so a client that got its answer
-        finds the model free."""
+        """Decode until nobody waits and every row left has ended or been closed by its reader,
+        holding the subject meanwhile. The last replies are handed over after the subject is
+        released, so a client that got its answer finds the model free."""
         last: list[ReplyEvents] = []
         with self.subject.decoding():
             steps = decode_steps(self._forward(), self._next_job, batch_size=self.batch_size,
@@ -197,7 +197,8 @@ class ServingBatcher:
                 for ended in steps:
                     with self._wake:
                         ended_rows = [self._rows.pop(key) for key in ended]
-                        drained = not self._rows and not self._waiting
+                        # rows whose reader left need not run another step: they end with the session
+                        drained = not self._waiting and all(events.cancelled.is_set() for events in self._rows.values())
                     for events in ended_rows:
                         events.finish()
                         if drained:
@@ -213,6 +214,8 @@ class ServingBatcher:
                 steps.close()
                 if self._should_stop():  # rows dropped between two steps, and every waiting reply
                     self._end_all(_End(_Ending.STOPPED))
+                else:  # rows left by a drained session were all closed by their readers
+                    self._end_rows(_End(_Ending.CANCELLED))
         for events in last:
             self._end(events, self._ending_of(events))
 
