@@ -183,7 +183,11 @@ class ServingBatcher:
                 if self._closed:
                     self._end_all(_End(_Ending.STOPPED))
                     return
-            self._decode_session()
+            try:
+                self._decode_session()
+            except Exception as error:  # e.g. the model could not be held: tell the readers, keep serving
+                log.exception("the serving decode session failed")
+                self._end_all(_End(_Ending.FAILED, error))
 
     def _decode_session(self) -> None:
         """Decode until nobody waits and every row left has ended or been closed by its reader,
