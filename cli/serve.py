@@ -25,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="largest max_tokens / max_stage_tokens a request may ask for")
     serve.add_argument("--max-total-tokens", type=int, default=16384,
                        help="largest prompt + reply token budget of one request")
+    serve.add_argument("--batch-size", type=int, default=8,
+                       help="most requests decoded together (continuous batching); more wait for a free row (default 8)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from core.serving.limits import ServeLimits
     from core.serving.server import base_url, check_port, serve_openai_api
 
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size {args.batch_size} is out of range: use an integer >= 1.")
     api_key = resolve_api_key(args.api_key, args.api_key_file)
     check_exposure(args.host, api_key)
     limits = ServeLimits(max_prompt_tokens=args.max_prompt_tokens, max_completion_tokens=args.max_completion_tokens,
@@ -46,5 +50,6 @@ def run(args: argparse.Namespace) -> int:
           f"OpenAI clients: base URL {base_url(args.host, args.port)}  (Ctrl+C stops)"
           f"{'; API key required' if api_key else ''}", flush=True)
     serve_openai_api(subject, args.host, args.port, model_id=model_id,
-                     defaults=GenerationSettings(max_stage_tokens=args.max_stage_tokens), limits=limits, api_key=api_key)
+                     defaults=GenerationSettings(max_stage_tokens=args.max_stage_tokens), limits=limits, api_key=api_key,
+                     batch_size=args.batch_size)
     return 0

@@ -10,6 +10,7 @@ shape. Generation holds a lock per subject, so several threads may share one sub
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import enum
 import threading
@@ -224,6 +225,33 @@ class BatchingSubject(ChatSubject):
             finishers.pop(index)()
             yield index, replies.pop(index)
 
+    def reply_job(self, prompt: Prompt, settings: GenerationSettings | None = None, *, reply: SubjectReply,
+                  key: Any = None) -> tuple[DecodeJob, Callable[[], None]]:
+        """One reply as a scheduler job, for a caller that runs its own decode loop (the server's
+        batcher, core.serving.batcher); run it inside `decoding()`. Its events fill `reply`; call
+        the returned function once it has ended or been dropped, to fill the reply's counts.
+        Raises PromptError when the prompt holds no question."""
+        question, settings = _question_and_settings(prompt, settings)
+        return self._reply_job(key, question, settings, reply)
+
+    def step_forward(self, *, lone: bool) -> BatchForward:
+        """The model's step for an outside decode loop: with `lone`, the forward `stream` runs (a
+        lone reply is then exactly what `answer` gives); else the one `answer_many` runs."""
+        return self._batch_forward()
+
+    @contextlib.contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Hold the model for an outside decode loop (no stream, answer or answer_many runs
+        meanwhile); on leaving, no folded weights are left behind for later plain calls."""
+        with self._lock:
+            try:
+                yield
+            finally:
+                self._after_decoding()
+
+    def _after_decoding(self) -> None:
+        """Undo what batched steps left in the model (nothing for a plain model)."""
+
     @abc.abstractmethod
     def _reply_job(self, key: int, question: str, settings: GenerationSettings,
                    reply: SubjectReply) -> tuple[DecodeJob, Callable[[], None]]:
@@ -277,6 +305,14 @@ class MoteSubject(BatchingSubject):
     def _batch_forward(self) -> BatchForward:
         self.mote.model.eval()
         return mote_forward(self.mote)
+
+    def step_forward(self, *, lone: bool) -> BatchForward:
+        """A lone row folds its stage's experts into the weights, as stream_chain does."""
+        self.mote.model.eval()
+        return mote_forward(self.mote, fold=lone)
+
+    def _after_decoding(self) -> None:
+        self.mote.router.unfold(release=False)  # buffers kept: the next chain folds into them
 
     def _count(self, output: ChainOutput, settings: GenerationSettings, reply: SubjectReply) -> None:
         markers = set(self.mote.marker_ids.values())

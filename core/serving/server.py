@@ -55,9 +55,13 @@ request needs `Authorization: Bearer KEY`; a server on a non-loopback address mu
 Prompt tokens, per-stage token limits and prompt + budget are bounded (ServeLimits; GET
 /v1/models shows them as `mote_limits`).
 
-Requests run one at a time per model (the subject's lock); others wait their turn. A client that
-disconnects stops its generation at the next token; SIGTERM (or Ctrl+C) stops every generation
-at its next token, answers 503 (or an error event on a stream) and exits.
+Concurrent requests decode together (continuous batching, core/serving/batcher.py): a new
+request joins the running batch at the next token, up to `serve --batch-size` rows (default 8);
+more wait for a free row. A request alone gets exactly the reply it got one at a time. A client
+that disconnects stops its own row at the next token, the others go on; SIGTERM (or Ctrl+C) stops
+every generation at its next token, answers 503 (or an error event on a stream) and exits.
+Subjects without a batched form (core.decoding.subjects.BatchingSubject) answer one request at a
+time (the subject's lock).
 """
 from __future__ import annotations
 
@@ -79,6 +83,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.decoding.chain_programs import GenerationSettings, StageEvent, StageEventKind
 from core.serving.access import BodyTooLarge, GuardMiddleware, check_exposure
+from core.serving.batcher import DEFAULT_BATCH_SIZE, GenerationStopped, ServingBatcher
 from core.serving.limits import ServeLimits, check_request, describe
 from core.serving.schema import (
     ChatCompletionRequest,
@@ -92,7 +97,7 @@ from core.serving.schema import (
     usage,
 )
 from core.stages import Stage
-from core.decoding.subjects import ChatSubject, PromptError, SubjectReply
+from core.decoding.subjects import BatchingSubject, ChatSubject, PromptError, SubjectReply
 
 log = logging.getLogger(__name__)
 DONE = "data: [DONE]\n\n"
@@ -103,18 +108,22 @@ STOPPING_MESSAGE = "The server is shutting down; the generation was stopped. Ret
 
 def build_app(subject: ChatSubject, *, model_id: str | None = None, defaults: GenerationSettings | None = None,
               limits: ServeLimits | None = None, api_key: str | None = None,
-              stopping: threading.Event | None = None) -> FastAPI:
+              stopping: threading.Event | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> FastAPI:
     """The FastAPI app serving `subject` under `model_id` (default: the subject's label).
 
     `defaults` are the decoding settings a request starts from (e.g. the server's max_stage_tokens);
     `limits` bound each request; `api_key` (if set) is required on every request; setting
-    `stopping` (also at app.state.stopping) ends every generation at its next token.
+    `stopping` (also at app.state.stopping) ends every generation at its next token. Up to
+    `batch_size` requests decode together (app.state.batcher; None for a subject without a
+    batched form, whose requests run one at a time); close the batcher when the app is done.
     """
     model_id = model_id or subject.label
     limits = limits or ServeLimits()
     stopping = stopping or threading.Event()
+    batcher = ServingBatcher(subject, batch_size=batch_size, stopping=stopping) if isinstance(subject, BatchingSubject) else None
+    open_reply: Callable[..., Iterator[StageEvent]] = batcher.open if batcher is not None else subject.stream
     app = FastAPI(title="MoTE Studio OpenAI-compatible server", description=__doc__)
-    app.state.stopping = stopping
+    app.state.stopping, app.state.batcher = stopping, batcher
     app.add_middleware(GuardMiddleware, api_key=api_key, max_body_bytes=limits.max_body_bytes)
     started = int(time.time())
     _add_error_handlers(app)
@@ -130,12 +139,18 @@ def build_app(subject: ChatSubject, *, model_id: str | None = None, defaults: Ge
         ids = {"request_id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model_id": model_id}
         reply = SubjectReply()
         messages, settings = body.chat_messages(), body.settings(defaults)
-        events = subject.stream(messages, settings, reply=reply)  # prompt errors raise here; nothing runs yet
-        try:
-            await anyio.to_thread.run_sync(check_request, limits, subject, messages, settings)  # tokenizes: off the loop
-        except BaseException:
-            events.close()
-            raise
+
+        def open_checked() -> Iterator[StageEvent]:
+            """Prompt errors, then limits, raise here (tokenizing: off the event loop); nothing runs yet."""
+            events = open_reply(messages, settings, reply=reply)
+            try:
+                check_request(limits, subject, messages, settings)
+            except BaseException:
+                events.close()
+                raise
+            return events
+
+        events = await anyio.to_thread.run_sync(open_checked)
         if body.stream:
             chunks = _sse_lines(events, reply, body, ids, stopping.is_set)
             return StreamingResponse(_in_threads(chunks), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
@@ -155,9 +170,11 @@ async def _drain(events: Iterator[StageEvent], request: Request, stopping: threa
                 return False
             if await anyio.to_thread.run_sync(next, events, None) is None:
                 return True
+    except GenerationStopped:
+        return False
     finally:
         try:
-            events.close()  # frees the subject's lock at once
+            events.close()  # frees the row (batched) or the subject's lock at once
         except ValueError:
             # Shutdown cancelled this request while a worker thread was inside next(): the
             # generator cannot be closed from here; it stops at its next token (`stopping`) and is
@@ -255,13 +272,17 @@ def _sse_lines(events: Iterator[StageEvent], reply: SubjectReply, body: ChatComp
                 yield _sse(chunk_body(delta, **ids))
             if writer.scanner.stopped:
                 break
+    except GenerationStopped:
+        yield _sse(error_body(STOPPING_MESSAGE, kind="server_error"))
+        yield DONE
+        return
     except Exception as error:  # the 200 status is sent already: report in the stream
         log.exception("streamed chat completion failed")
         yield _sse(error_body(f"{type(error).__name__}: {error}", kind="server_error"))
         yield DONE
         return
     finally:
-        events.close()  # ends generation early (stop string, client gone) and frees the subject
+        events.close()  # ends generation early (stop string, client gone): frees its row or the subject
     finish = "stop" if writer.scanner.stopped else reply.finish_reason
     yield _sse(chunk_body({}, finish_reason=finish, **ids))
     if body.include_usage():
@@ -324,6 +345,8 @@ def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, tim
         server.should_exit = True
         thread.join(timeout)
         sock.close()
+        if getattr(app.state, "batcher", None) is not None:
+            app.state.batcher.close()
 
     return base_url(host, port), stop
 
@@ -348,11 +371,17 @@ class _StoppingServer(uvicorn.Server):
 def serve_openai_api(
     subject: ChatSubject, host: str = "127.0.0.1", port: int = 8000, *,
     model_id: str | None = None, defaults: GenerationSettings | None = None, log_level: str = "info",
-    limits: ServeLimits | None = None, api_key: str | None = None,
+    limits: ServeLimits | None = None, api_key: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> None:
-    """Serve `subject` until Ctrl+C or SIGTERM; blocks. Refuses a non-loopback host without `api_key`."""
+    """Serve `subject` until Ctrl+C or SIGTERM; blocks. Refuses a non-loopback host without `api_key`.
+    Up to `batch_size` concurrent requests decode together."""
     check_exposure(host, api_key)
     stopping = threading.Event()
-    app = build_app(subject, model_id=model_id, defaults=defaults, limits=limits, api_key=api_key, stopping=stopping)
+    app = build_app(subject, model_id=model_id, defaults=defaults, limits=limits, api_key=api_key, stopping=stopping,
+                    batch_size=batch_size)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
-    _StoppingServer(config, stopping).run()
+    try:
+        _StoppingServer(config, stopping).run()
+    finally:
+        if app.state.batcher is not None:
+            app.state.batcher.close()
