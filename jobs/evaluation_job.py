@@ -21,10 +21,11 @@ from core.synthesis.prompting_subject import load_any_subject
 from core.evaluation.runner import EvalSettings, PlannedPrompt, answer_prompts, judge_answers, plan_prompts
 from core.evaluation.summary import EvaluationSummary, summarise
 from core.evaluation.types import Answer, Aspect, Judge, Verdict
+from core.progress import announce, labelled, shifted
 from jobs.context import Outcome, WorkerContext
 from jobs.evaluate_spec import EvaluateSpec, SubjectSpec, parse_evaluate
 from jobs.lifecycle import root_job_id
-from jobs.records import EvalAnswer, Evaluation, Job, Judgement, TrainingRun
+from jobs.records import EvalAnswer, Evaluation, Judgement, TrainingRun
 from jobs.reporting import JobProgress
 from jobs.results import upsert
 
@@ -157,6 +158,8 @@ def prepare_evaluation(ctx: WorkerContext) -> EvaluationPlan:
     spec = parse_evaluate(ctx.job.config)
     settings = EvalSettings(**spec.settings)
     out = Path(spec.out or Path(ctx.job.run_dir) / "report")
+    progress = JobProgress(ctx.sessions, ctx.job.id)
+    announce(progress, f"checking {len(spec.judges)} judge(s)")
     judges = build_judges(spec, ctx.home, ctx.say)
     prompts = plan_prompts(settings)
     with ctx.sessions.begin() as session:
@@ -172,7 +175,7 @@ def prepare_evaluation(ctx: WorkerContext) -> EvaluationPlan:
                 copied = reuse_answers(session, spec.answers_from, subject.label, stores[subject.label].evaluation_id, wanted)
                 ctx.say(f"[{subject.label}] reused {copied} stored answers of evaluate job {spec.answers_from}")
     ctx.say(f"Evaluating {len(sources)} subject(s) on {len(prompts)} prompts each with judges {[j.id for j in judges]}")
-    return EvaluationPlan(spec, settings, out, judges, prompts, sources, stores, JobProgress(ctx.sessions, ctx.job.id))
+    return EvaluationPlan(spec, settings, out, judges, prompts, sources, stores, progress)
 
 
 def answer_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
@@ -185,8 +188,9 @@ def answer_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
         if len(done) >= len(plan.prompts):
             continue
         ctx.say(f"[{subject.label}] loading {source}; {len(done)}/{len(plan.prompts)} answers stored")
+        report = labelled(shifted(plan.progress, position * len(plan.prompts), total), subject.label)
+        announce(report, f"loading subject {source}")
         model = load_any_subject(source, home=ctx.home, say=ctx.say)
-        report = _progress(ctx, plan.progress, position * len(plan.prompts), total, subject.label)
         stopped = answer_prompts(model, plan.prompts, plan.settings, done=done, on_answer=store.add_answer,
                                  should_stop=ctx.stop, progress=report)
         del model
@@ -206,13 +210,14 @@ def judge_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
                 done = {(v.sample_id, v.aspect.value) for v in stored_verdicts(session, store.evaluation_id) if v.judge == judge.id}
             ctx.say(f"[{subject.label}] judging with {judge.id}")
             if judge_answers(judge, answers, done=done, on_verdicts=store.add_verdicts, should_stop=ctx.stop,
-                             progress=_progress(ctx, plan.progress, 0, 0, f"judging {subject.label}")):
+                             progress=labelled(plan.progress, subject.label)):
                 return Outcome(True, "stopped while judging; verdicts so far are stored")
     return None
 
 
 def summarise_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome:
     """Metric tables, comparisons, charts and agreement from the stored answers and verdicts."""
+    announce(plan.progress, "writing the report")
     answers: dict[str, list[Answer]] = {}
     verdicts: dict[str, list[Verdict]] = {}
     with ctx.sessions() as session:
@@ -226,16 +231,6 @@ def summarise_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome:
     unparsable = sum(1 for items in verdicts.values() for v in items if v.score is None)
     return Outcome(False, f"{len(plan.sources)} subject(s) x {len(plan.prompts)} prompts judged; report in {plan.out}"
                           + (f"; {unparsable} verdicts unparsable (excluded, counted in the report)" if unparsable else ""))
-
-
-def _progress(ctx: WorkerContext, progress: JobProgress, offset: int, total: int, label: str):
-    def report(done: int, count: int, what: str) -> None:
-        with ctx.sessions.begin() as session:
-            if total:
-                progress.update(session, offset + done, total, f"{label}: {done}/{count} answers")
-            else:
-                session.get(Job, ctx.job.id).message = f"{what}: {done}/{count} judged"
-    return report
 
 
 def _store_summary(sessions: sessionmaker[Session], stores: dict[str, AnswerStore], summary: EvaluationSummary) -> None:

@@ -9,39 +9,66 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.progress import UNKNOWN_TOTAL
 from jobs.records import Job, TrainingRun
 from jobs.results import record_metric, sync_checkpoints
 
 
+@dataclass
+class _Pace:
+    """Where the ETA is measured from: the first report of the current total in this process."""
+
+    total: int
+    done: int
+    started: float
+
+
 class JobProgress:
-    """Writes progress (0..1), ETA and a status line to the job row."""
+    """core.progress.Progress on the job row: progress (0..1), ETA and the status line.
+
+    A report with total 0 (core.progress.UNKNOWN_TOTAL: "loading model X") changes only the
+    status line, so the bar does not jump back while a later phase gets ready. The ETA counts
+    only work done by this process since the current total was first reported (a resumed job
+    does not count the work of the run before it; a new phase starts a new estimate)."""
 
     def __init__(self, sessions: sessionmaker[Session], job_id: int) -> None:
         self.sessions, self.job_id = sessions, job_id
-        self.started = time.monotonic()
-        self.first_done: int | None = None
+        self._pace: _Pace | None = None
 
-    def values(self, done: int, total: int, message: str) -> dict:
-        """Column values for `done` of `total`; the ETA counts only work done by this process."""
-        if self.first_done is None:
-            self.first_done = done - 1
-        rate_done = done - self.first_done
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / max(rate_done, 1) * max(total - done, 0)
-        return {"progress": min(1.0, done / max(total, 1)), "eta_seconds": round(eta, 1), "message": message}
+    def values(self, done: int, total: int, what: str) -> dict[str, float | str | None]:
+        """The job row's column values for `done` of `total` and the status line `what`."""
+        if total == UNKNOWN_TOTAL:
+            return {"message": what}
+        now = time.monotonic()
+        pace = self._pace
+        if pace is None or pace.total != total or done < pace.done:
+            pace = self._pace = _Pace(total, done, now)
+        counted = done - pace.done
+        eta = round((now - pace.started) / counted * max(total - done, 0), 1) if counted > 0 else None
+        return {"progress": min(1.0, done / max(total, 1)), "eta_seconds": eta, "message": what}
 
-    def update(self, session: Session, done: int, total: int, message: str) -> None:
-        session.execute(update(Job).where(Job.id == self.job_id).values(**self.values(done, total, message)))
+    def update(self, session: Session, done: int, total: int, what: str) -> None:
+        session.execute(update(Job).where(Job.id == self.job_id).values(**self.values(done, total, what)))
 
-    def __call__(self, done: int, total: int) -> None:
-        """core's generation ProgressCallback: one update per finished chain."""
+    def __call__(self, done: int, total: int, what: str) -> None:
         with self.sessions.begin() as session:
-            self.update(session, done, total, f"{done}/{total} chains")
+            self.update(session, done, total, what)
+
+
+def model_loading_status(model: str, home: Path) -> str:
+    """The status line while `model` loads: the bundled model's one-time conversion takes a
+    minute, and a user watching the job should see that rather than a bare "loading"."""
+    from core.model_source import MODEL_ALIASES, describe_default_model
+
+    if model.strip().lower() in MODEL_ALIASES and not describe_default_model(home)["converted"]:
+        return "converting the bundled model (first run only)"
+    return f"loading model {model}"
 
 
 class StopCheck:
@@ -78,15 +105,15 @@ def tensorboard_writer(folder: Path):
 
 
 class TrainingReporter:
-    """core's ProgressReporter: one Metric row per step (upserted), checkpoint rows as the
-    folders appear, job progress, and TensorBoard scalars."""
+    """core's StepMetricsSink: one Metric row per step (upserted), checkpoint rows as the folders
+    appear, a log line and TensorBoard scalars. The job row's bar and status line come from the
+    loop's Progress (a JobProgress), like every other job kind's."""
 
     def __init__(self, sessions: sessionmaker[Session], job_id: int, run_id: int, run_dir: Path,
                  say: Callable[[str], None] = lambda text: print(text, flush=True)) -> None:
         """`say` writes a line to the job log (the worker's stdout is the log file)."""
         self.sessions, self.job_id, self.run_id, self.run_dir = sessions, job_id, run_id, Path(run_dir)
         self.say = say
-        self.progress = JobProgress(sessions, job_id)
         self._total_known = False
         self.writer = tensorboard_writer(self.run_dir / "tensorboard")
 
@@ -97,10 +124,6 @@ class TrainingReporter:
                 self._total_known = True
             record_metric(session, self.run_id, self.job_id, step, metrics)
             sync_checkpoints(session, self.run_id, self.run_dir)  # the one saved after the previous step
-            values = self.progress.values(step, total_steps, f"step {step}/{total_steps} · loss {metrics['loss']:.4f}")
-            eta = f" · ETA {values['eta_seconds']:.0f} s" if step < total_steps else ""
-            values["message"] += eta
-            session.execute(update(Job).where(Job.id == self.job_id).values(**values))
         rate = f"  lr {metrics['learning_rate']:.2e}" if metrics.get("learning_rate") is not None else ""
         speed = f"  {metrics['tokens_per_second']:.0f} tokens/s" if metrics.get("tokens_per_second") else ""
         self.say(f"step {step}/{total_steps}  loss {metrics['loss']:.4f}{rate}{speed}")

@@ -18,21 +18,28 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.progress import announce, no_progress
 from jobs.context import ExitCode, Outcome, WorkerContext
 from jobs.db import DATABASE_ENV, make_engine, session_factory
 from jobs.evaluation_job import run_evaluate
 from jobs.lifecycle import root_job_id
 from jobs.priority import lower_own_priority
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, TrainingRun, utcnow
-from jobs.reporting import JobProgress, StopCheck, TrainingReporter
+from jobs.reporting import JobProgress, StopCheck, TrainingReporter, model_loading_status
 from jobs.results import chain_records, dataset_for_job, run_for_dir, store_question_set
 
+if TYPE_CHECKING:
+    from core.config import GenerateConfig
+
 TRACEBACK_LINES = 15
+#: Checker choices that load no model of their own (core.synthesis.generators.build_checker).
+CHECKERS_WITHOUT_LOADING = frozenset({"text", "self", "openai"})
 
 
 def _store_question_set_once(sessions: sessionmaker[Session], name: str, source: str, questions: list) -> int:
@@ -87,9 +94,12 @@ def run_train(ctx: WorkerContext) -> Outcome:
         chains = load_training_chains(session, ctx.job.config)
         run_id = run_for_dir(session, root_job_id(session, ctx.job.id), run_dir, spec.mote.method.value, spec.mote.model)
     ctx.say(f"Training {spec.mote.method.value} on {len(chains)} chains with {spec.mote.model}; run folder {run_dir}")
+    progress = JobProgress(ctx.sessions, ctx.job.id) if ctx.is_main else no_progress
+    announce(progress, model_loading_status(spec.mote.model, ctx.home))
     setup = setup_run(spec.mote, chains, home=ctx.home, say=ctx.say)
     reporter = TrainingReporter(ctx.sessions, ctx.job.id, run_id, run_dir) if ctx.is_main else None
-    result = run_training(setup, run_dir, resume=True, reporter=reporter, should_stop=ctx.stop, say=ctx.say)
+    result = run_training(setup, run_dir, resume=True, reporter=reporter, should_stop=ctx.stop, say=ctx.say,
+                          progress=progress)
     if reporter is not None:
         reporter.close()
         with ctx.sessions.begin() as session:
@@ -125,15 +135,26 @@ def run_generate(ctx: WorkerContext) -> Outcome:
     done = sink.done_ids() & {q.id for q in report.questions}
     limit = max(0, spec.limit - len(done)) if spec.limit is not None else None  # a retry finishes the limit
     prompts = load_prompt_set(spec.generate.prompts_dir)
+    progress = JobProgress(ctx.sessions, ctx.job.id)
+    announce(progress, _generator_status(spec.generate, spec.model, ctx.home))
     generator = build_generator(spec.generate, spec.model, home=ctx.home, say=ctx.say)
+    if spec.generate.checker not in CHECKERS_WITHOUT_LOADING:
+        announce(progress, f"loading checker: {model_loading_status(spec.generate.checker, ctx.home)}")
     checker = build_checker(spec.generate, generator, prompts, home=ctx.home, say=ctx.say)
     todo = len(report.questions) - len(done) if limit is None else min(limit, len(report.questions) - len(done))
     ctx.say(f"Generating chains for {todo} of the {len(report.questions)} questions of {set_name} "
             f"({len(done)} done before) with {generator.id}")
     summary = generate_chains(report.questions, generator, spec.generate, prompts, sink, checker=checker,
-                              progress=JobProgress(ctx.sessions, ctx.job.id), should_stop=ctx.stop, limit=limit)
+                              progress=progress, should_stop=ctx.stop, limit=limit)
     _report_quality(ctx, dataset_id, run_dir)
     return Outcome(summary.stopped, f"{summary.written} chains written, {summary.skipped_done} already done")
+
+
+def _generator_status(config: GenerateConfig, model: str, home: Path) -> str:
+    """The status line while the generate job's text generator gets ready."""
+    if config.generator == "openai":
+        return f"connecting to {config.endpoint_model} at {config.endpoint_url}"
+    return model_loading_status(model if config.generator == "self" else config.generator, home)
 
 
 def _report_quality(ctx: WorkerContext, dataset_id: int, run_dir: Path) -> None:

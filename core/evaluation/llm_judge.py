@@ -25,7 +25,7 @@ they get a degenerate verdict (core.evaluation.degenerate), never a refusal or a
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from core.evaluation.chat_backends import ChatBackend, Conversation, LabelScoringBackend
@@ -39,9 +39,7 @@ from core.evaluation.label_verdicts import (
 from core.evaluation.degenerate import judge_non_degenerate
 from core.evaluation.rubrics import VERDICT_KEYS, Rubric, load_rubric, retry_reminder
 from core.evaluation.types import Answer, Aspect, Verdict
-
-ProgressCallback = Callable[[int, int], None]
-
+from core.progress import Progress, no_progress
 
 class LLMJudge:
     """Scores answers with a chat model (any ChatBackend) and the project's rubrics."""
@@ -61,7 +59,7 @@ class LLMJudge:
         retry_temperature: float = 0.7,
         seed: int = 0,
         chunk_size: int = 64,
-        progress: ProgressCallback | None = None,
+        progress: Progress = no_progress,
         verdict_first: bool = False,
         mode: JudgeMode | str | None = None,
     ) -> None:
@@ -109,8 +107,7 @@ class LLMJudge:
         judge_chunk = self._judge_by_labels if self.mode is JudgeMode.LABEL_PROBABILITY else self._judge_chunk
         for start in range(0, len(answers), self.chunk_size):
             verdicts += judge_chunk(answers[start : start + self.chunk_size], aspect)
-            if self.progress is not None:
-                self.progress(len(verdicts), len(answers))
+            self.progress(len(verdicts), len(answers), f"{self.id} {aspect.value} {len(verdicts)}/{len(answers)}")
         return verdicts
 
     def _prompts(self, answers: Sequence[Answer], aspect: Aspect) -> list[Conversation]:

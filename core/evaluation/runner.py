@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.evaluation.jailbreaks import families, parse_family, wrap
+from core.progress import Progress, no_progress
 from core.evaluation.types import Answer, Aspect, Judge, Verdict
 from core.decoding.chain_programs import GenerationSettings
 from core.data.questions import Question, QuestionKind, load_question_set
@@ -26,8 +27,6 @@ from core.stages import ChainShape
 
 DEFAULT_SETS = ("eval_harmful", "eval_helpful", "eval_benign")
 ShouldStop = Callable[[], bool]
-Progress = Callable[[int, int, str], None]
-"""progress(done, total, what) — called after each answer or judged batch."""
 
 
 @dataclass
@@ -124,12 +123,14 @@ def plan_prompts(settings: EvalSettings) -> list[PlannedPrompt]:
 
 def answer_prompts(subject: Any, plan: Sequence[PlannedPrompt], settings: EvalSettings, *, done: set[str],
                    on_answer: Callable[[Answer], None], should_stop: ShouldStop = lambda: False,
-                   progress: Progress | None = None) -> bool:
+                   progress: Progress = no_progress) -> bool:
     """Ask `subject` (a core.decoding.subjects.ChatSubject) every planned prompt not in `done`.
-    Returns True when stopped early; every finished answer has already reached `on_answer`."""
+    Returns True when stopped early; every finished answer has already reached `on_answer`.
+    `progress` counts answers of the whole plan, from before the first one is written."""
     generation = settings.generation()
     todo = [p for p in plan if p.sample_id not in done]
     finished = len(plan) - len(todo)
+    progress(finished, len(plan), f"answering {finished}/{len(plan)}")
     replies = subject.answer_many([p.prompt for p in todo], generation, batch_size=settings.batch_size, should_stop=should_stop)
     for index, reply in replies:
         planned = todo[index]
@@ -140,8 +141,7 @@ def answer_prompts(subject: Any, plan: Sequence[PlannedPrompt], settings: EvalSe
             shape=reply.shape.value if reply.shape is not None else "", finish_reason=reply.finish_reason,
         ))
         finished += 1
-        if progress is not None:
-            progress(finished, len(plan), subject.label)
+        progress(finished, len(plan), f"answering {finished}/{len(plan)}")
     return finished < len(plan)
 
 
@@ -156,15 +156,17 @@ def aspects_for(answer: Answer) -> tuple[Aspect, ...]:
 
 def judge_answers(judge: Judge, answers: Iterable[Answer], *, done: set[tuple[str, str]],
                   on_verdicts: Callable[[list[Verdict]], None], should_stop: ShouldStop = lambda: False,
-                  batch: int = 16, progress: Progress | None = None) -> bool:
+                  batch: int = 16, progress: Progress = no_progress) -> bool:
     """Judge every (answer, aspect) the judge supports and `done` lacks, a batch at a time.
-    `done` holds (sample_id, aspect value) pairs already stored. Returns True when stopped."""
+    `done` holds (sample_id, aspect value) pairs already stored. Returns True when stopped.
+    `progress` counts the verdicts this call gives, from before the first batch."""
     by_aspect: dict[Aspect, list[Answer]] = {}
     for answer in answers:
         for aspect in aspects_for(answer):
             if aspect in judge.aspects and (answer.sample_id, aspect.value) not in done:
                 by_aspect.setdefault(aspect, []).append(answer)
     total, finished = sum(len(v) for v in by_aspect.values()), 0
+    progress(0, total, f"judging with {judge.id} 0/{total}")
     for aspect, pending in by_aspect.items():
         for start in range(0, len(pending), batch):
             if should_stop():
@@ -175,6 +177,5 @@ def judge_answers(judge: Judge, answers: Iterable[Answer], *, done: set[tuple[st
                 raise RuntimeError(f"Judge {judge.id} returned {len(verdicts)} verdicts for {len(chunk)} answers.")
             on_verdicts(verdicts)
             finished += len(chunk)
-            if progress is not None:
-                progress(finished, total, f"{judge.id} {aspect.value}")
+            progress(finished, total, f"judging {aspect.value} with {judge.id} {finished}/{total}")
     return False

@@ -29,6 +29,7 @@ from typing import Any, Protocol, Union
 
 from core.config import AnswerOpenings, FlaggedPolicy, GenerateConfig
 from core.decoding.completions import Completion, CompletionRequest, TextGenerator
+from core.progress import Progress, no_progress
 from core.stages import ChainShape
 from core.synthesis.checkers import CheckItem, SafetyChecker, Verdict, parse_verdict
 from core.synthesis.prompts import PromptSet
@@ -44,10 +45,6 @@ class ChainSink(Protocol):
     def done_ids(self) -> set[str]: ...
 
     def write(self, record: dict[str, Any]) -> None: ...
-
-
-class ProgressCallback(Protocol):
-    def __call__(self, done: int, total: int) -> None: ...
 
 
 #: A pipeline step: completions to write, or texts to check; it receives their results in order.
@@ -238,7 +235,7 @@ class _ChainRun:
     """
 
     def __init__(self, todo: list[Any], generator: TextGenerator, checker: SafetyChecker | None, config: GenerateConfig,
-                 prompts: PromptSet, sink: ChainSink, progress: ProgressCallback | None, stop: Callable[[], bool],
+                 prompts: PromptSet, sink: ChainSink, progress: Progress, stop: Callable[[], bool],
                  openings: list[str]) -> None:
         self.pending, self.total = deque(todo), len(todo)
         self.generator, self.checker, self.config, self.prompts = generator, checker, config, prompts
@@ -280,8 +277,7 @@ class _ChainRun:
             self.active -= 1
             self.sink.write(finished.value)
             self.written += 1
-            if self.progress is not None:
-                self.progress(self.written, self.total)
+            self.progress(self.written, self.total, f"{self.written}/{self.total} chains")
             return
         waiting.results, waiting.missing = [None] * len(step), len(step)
         outgoing = []
@@ -325,7 +321,7 @@ def generate_chains(
     *,
     checker: SafetyChecker | None = None,
     openings: list[str] | None = None,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     limit: int | None = None,
 ) -> GenerationSummary:
@@ -335,6 +331,8 @@ def generate_chains(
     free-text verdict (see core.synthesis.generators.build_checker for the configured one).
     `openings` are the declining answer openings (default: the prompt folder's openings.txt; none
     for a generator whose `continues_prefix` is False, such as a chat endpoint).
+    `progress` hears "generating chains 0/N" before the first request (a chain takes minutes on a
+    slow model, and the job's status should not say "starting" meanwhile), then "k/N chains".
     """
     from core.synthesis.prompts import load_openings
 
@@ -348,6 +346,8 @@ def generate_chains(
         openings = []  # an endpoint would not continue the opening but start its own answer after it
     elif openings is None and config.answer_openings is not AnswerOpenings.OFF:
         openings = load_openings(config.prompts_dir)
+    progress = progress or no_progress
     run = _ChainRun(todo, generator, checker, config, prompts, sink, progress, should_stop or (lambda: False), openings or [])
+    progress(0, len(todo), f"generating chains 0/{len(todo)}")
     generator.run(run.next_request, run.deliver, run.stop)
     return GenerationSummary(run.written, skipped, bool(run.pending or run.active), time.monotonic() - started)

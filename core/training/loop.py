@@ -26,10 +26,12 @@ from core.config import DataConfig, TrainConfig
 from core.data.dataset import IGNORE_INDEX, Batch, EncodedChain, collate, draw_choices
 from core.experts.model import MoteModel, expert_state_dict
 from core.experts.token_gate import GateLosses
+from core.progress import Progress, no_progress
 
 
-class ProgressReporter(Protocol):
-    """What the training loop tells the outside world (the jobs layer stores it)."""
+class StepMetricsSink(Protocol):
+    """Where each optimizer step's metrics go (loss, learning rate, speed; the jobs layer stores
+    them per step). Progress and the status line go through core.progress.Progress instead."""
 
     def on_step(self, step: int, total_steps: int, metrics: dict[str, float]) -> None: ...
 
@@ -303,16 +305,21 @@ def fit(
     data: DataConfig,
     output_dir: Path,
     *,
-    reporter: ProgressReporter | None = None,
+    reporter: StepMetricsSink | None = None,
     should_stop: Callable[[], bool] | None = None,
+    progress: Progress = no_progress,
 ) -> TrainResult:
-    """Run optimizer steps from the session's step to the end, or until `should_stop()`."""
+    """Run optimizer steps from the session's step to the end, or until `should_stop()`.
+    `progress` hears "step k/N" before the first step (the status says training has begun,
+    not "starting") and after each one."""
     acc, state = session.accelerator, session.state
     pad_id = session.mote.tokenizer.pad_token_id
     if pad_id is None:
         pad_id = session.mote.tokenizer.eos_token_id
     additive = session.mote.model.dtype if session.mote.model.config._attn_implementation == "eager" else None
     last_checkpoint, metrics_log, stopped = None, [], False
+    report = progress if acc.is_main_process else no_progress
+    report(state.step, session.total_steps, f"step {state.step}/{session.total_steps}")
     while state.step < session.total_steps:
         if _agreed_stop(acc, should_stop):
             stopped = True
@@ -330,6 +337,7 @@ def fit(
         metrics_log.append(metrics)
         if reporter is not None and acc.is_main_process:
             reporter.on_step(state.step, session.total_steps, metrics)
+        report(state.step, session.total_steps, f"step {state.step}/{session.total_steps} · loss {metrics['loss']:.4f}")
         if train.checkpoint_every and state.step % train.checkpoint_every == 0:
             last_checkpoint = save(session, output_dir)
     if stopped or not train.checkpoint_every or state.step % train.checkpoint_every:
@@ -345,11 +353,13 @@ def train_experts(
     output_dir: Path,
     *,
     resume: bool | Path = False,
-    reporter: ProgressReporter | None = None,
+    reporter: StepMetricsSink | None = None,
     should_stop: Callable[[], bool] | None = None,
     accelerator: Accelerator | None = None,
+    progress: Progress = no_progress,
 ) -> TrainResult:
     """Prepare, then fit. resume=True continues from the run's latest checkpoint, if any."""
     resume_from = latest_checkpoint(output_dir) if resume is True else (resume or None)
     session = prepare(mote, samples, train, accelerator=accelerator, resume_from=resume_from)
-    return fit(session, samples, train, data, Path(output_dir), reporter=reporter, should_stop=should_stop)
+    return fit(session, samples, train, data, Path(output_dir), reporter=reporter, should_stop=should_stop,
+               progress=progress)

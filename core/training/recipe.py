@@ -23,7 +23,8 @@ from core.experts.model import MoteModel, build_mote_model
 from core.model_source import inference_placement, load_base_model, training_base_dtype
 from core.data.atomic_write import write_bytes_atomically
 from core.training.checkpoint import latest_checkpoint
-from core.training.loop import ProgressReporter, TrainResult, train_experts
+from core.progress import Progress, announce, no_progress
+from core.training.loop import StepMetricsSink, TrainResult, train_experts
 from core.training.quantization import NF4Settings, quantization_for_training, quantized_device_map
 
 Say = Callable[[str], None]
@@ -74,7 +75,7 @@ class _MetricsFile:
     Why `keep_steps_up_to`: a resumed run replays the steps after its checkpoint, which were
     already logged before the kill; dropping them first keeps one line per step."""
 
-    def __init__(self, path: Path, forward: ProgressReporter | None) -> None:
+    def __init__(self, path: Path, forward: StepMetricsSink | None) -> None:
         self.path, self.forward = path, forward
 
     def keep_steps_up_to(self, step: int) -> None:
@@ -114,9 +115,10 @@ def run_training(
     run_dir: Path,
     *,
     resume: bool = True,
-    reporter: ProgressReporter | None = None,
+    reporter: StepMetricsSink | None = None,
     should_stop: Callable[[], bool] | None = None,
     say: Say = print,
+    progress: Progress = no_progress,
 ) -> TrainResult:
     """Fit (resuming from the run's last checkpoint when there is one, and saying so) and export
     when done. metrics.jsonl keeps one line per step across resumes."""
@@ -134,9 +136,10 @@ def run_training(
             say(f"Resumed from step {checkpoint_step(resume_from)} (checkpoint {resume_from})")
     result = train_experts(
         setup.mote, setup.samples, setup.config.train, setup.config.data, run_dir,
-        resume=resume_from or False, reporter=metrics, should_stop=should_stop,
+        resume=resume_from or False, reporter=metrics, should_stop=should_stop, progress=progress,
     )
     if not result.stopped and main:
+        announce(progress, "exporting the trained experts")
         extra = {"training": {"method": setup.config.method.value, "steps": result.steps, "final_loss": result.losses[-1] if result.losses else None, "data": vars(setup.config.data)}}
         export_mote(setup.mote, run_dir / EXPORT_DIR, base_model=setup.config.model, extra=extra)
     return result

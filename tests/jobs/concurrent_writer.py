@@ -20,7 +20,7 @@ def main(url: str, dataset_id: int, run_id: int, job_id: int, prefix: str, count
         sink.write({"id": f"{prefix}-{i}", "question": "q", "answer": "a", "shape": "answer", "flagged": False})
         with sessions.begin() as session:
             record_metric(session, run_id, job_id, i + 1, {"loss": 1.0 / (i + 1), "learning_rate": 1e-3})
-        progress(i + 1, count)  # both processes update the same job row
+        progress(i + 1, count, f"{i + 1}/{count} chains")  # both processes update the same job row
 
 
 if __name__ == "__main__":

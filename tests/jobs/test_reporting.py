@@ -1,5 +1,6 @@
 """What a worker stores while core runs: metrics upserted per step, checkpoint rows from the
-run folder, progress and ETA, the stop check, and TensorBoard files when tensorboard is there."""
+run folder, progress and ETA (JobProgress), the stop check, and TensorBoard files when
+tensorboard is there."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +10,7 @@ from sqlalchemy import select
 
 from jobs.lifecycle import new_job
 from jobs.records import Checkpoint, Job, JobKind, Metric
-from jobs.reporting import StopCheck, TrainingReporter
+from jobs.reporting import JobProgress, StopCheck, TrainingReporter
 from jobs.results import run_for_dir
 
 
@@ -46,10 +47,20 @@ def test_a_resumed_run_overwrites_relogged_steps_instead_of_duplicating(run):
     with queue.sessions() as session:
         rows = {m.step: (m.job_id, m.loss) for m in session.scalars(select(Metric))}
         checkpoints = list(session.scalars(select(Checkpoint.step)))
-        job = session.get(Job, second)
     assert rows == {1: (first, 2.0), 2: (first, 2.0), 3: (second, 1.0), 4: (second, 1.0)}
     assert checkpoints == [2]
-    assert job.progress == pytest.approx(4 / 6) and job.eta_seconds is not None and "step 4/6" in job.message
+
+
+def test_a_resumed_job_estimates_from_its_own_steps_and_shows_the_loops_status_line(run):
+    queue, _, _, (_, second) = run
+    progress = JobProgress(queue.sessions, second)
+    progress(3, 6, "step 3/6")  # resumed at step 3: the steps before are not this process's pace
+    with queue.sessions() as session:
+        assert session.get(Job, second).eta_seconds is None
+    progress(4, 6, "step 4/6 · loss 1.0000")
+    with queue.sessions() as session:
+        job = session.get(Job, second)
+    assert job.progress == pytest.approx(4 / 6) and job.eta_seconds is not None and job.message == "step 4/6 · loss 1.0000"
 
 
 def test_stop_check_sees_a_signal_at_once_and_a_database_cancel_on_its_next_poll(run):
