@@ -138,6 +138,12 @@ class JobQueue:
             stages["generate"] = job(JobKind.GENERATE, spec.generate.snapshot(), depends_on)
             train["chains_from_job"] = stages["generate"]
         after = [stages["generate"]] if spec.generate is not None else depends_on
+        if spec.sweep is not None:  # one run per value first; each method then trains with the value it kept
+            sweep = {**train, "mote": {**train["mote"], "method": spec.sweep.method.value}, "sweep": spec.sweep.to_dict()}
+            if train.get("out"):
+                sweep["out"] = str(Path(train["out"]) / "sweep")
+            stages["sweep"] = job(JobKind.TRAIN, sweep, after)
+            train, after = {**train, "setting_from_job": stages["sweep"]}, [stages["sweep"]]
         for method in spec.methods:
             config = {**train, "mote": {**train["mote"], "method": method}}
             if train.get("out"):
@@ -149,8 +155,8 @@ class JobQueue:
             base = [{"label": "base", "base": spec.train.mote.model}] if spec.include_base else []
             base += [{"label": f"prompt:{pipeline}:base", "base": spec.train.mote.model, "prompting": pipeline}
                      for pipeline in spec.prompting]
-            config = {**spec.evaluate.snapshot(), "subjects": base + runs}
-            stages["evaluate"] = job(JobKind.EVALUATE, config, [r["train_job"] for r in runs])
+            config = {**spec.evaluate.snapshot(), "subjects": base + runs, "sweep_from_job": stages.get("sweep")}
+            stages["evaluate"] = job(JobKind.EVALUATE, config, [r["train_job"] for r in runs] or after)
         return new_job(session, self.home, JobKind.PIPELINE, {**spec.snapshot(), "stages": stages},
                        depends_on=list(stages.values())).id
 

@@ -15,12 +15,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import Method, MoteConfig
-from core.data.chains import Chain
-from core.data.dataset import encode_chains
-from core.training.heldout import HoldoutSplit, heldout_loss
+
+if TYPE_CHECKING:  # torch is loaded only by the worker that trains, not by the specs that check a config
+    from core.training.heldout import HoldoutSplit
 
 Say = Callable[[str], None]
 #: The file a finished trial leaves in its folder, so a retried sweep skips it.
@@ -177,6 +177,8 @@ def run_trial(config: MoteConfig, setting: SweepSetting, value: float, split: Ho
               say: Say = print) -> SweepTrial | None:
     """Train `config` with `setting` = `value` on split.train into `folder`, then measure the loss
     on split.heldout. Returns None when stopped (the run resumes from its checkpoint next time)."""
+    from core.data.dataset import encode_chains
+    from core.training.heldout import heldout_loss
     from core.training.recipe import run_training, setup_run
 
     setup = setup_run(with_setting(config, setting, value), split.train, home=home, say=say)

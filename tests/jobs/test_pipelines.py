@@ -27,6 +27,10 @@ def test_study_file_mistakes_are_named_and_relative_chains_are_read_beside_it(tm
     with pytest.raises(JobConfigError, match=r"unknown key\(s\) \['modle'\]"):
         study_config(study)
     study.write_text("methods: [mote]\nchains: data/chains.jsonl\n", encoding="utf-8")
+    with pytest.raises(JobConfigError, match=r"chains.jsonl does not exist.*--regenerate"):
+        study_config(study)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "chains.jsonl").write_text("", encoding="utf-8")
     config = study_config(study)
     assert config["train"]["chains"] == str((tmp_path / "data" / "chains.jsonl").resolve())
     assert config["methods"] == ["mote"]
