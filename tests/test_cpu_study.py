@@ -62,3 +62,61 @@ def test_sweep_settings_are_checked_and_the_lowest_finite_loss_is_kept():
     config = with_setting(MoteConfig(), SweepSetting.RANK, 8.0)
     assert config.experts.rank == 8 and isinstance(config.experts.rank, int)
     assert with_setting(MoteConfig(), SweepSetting.LEARNING_RATE, 3e-4).train.learning_rate == 3e-4
+
+
+J = "heuristic-refusal"
+
+
+def _subject(refused: dict[str, int], n: int = 10):
+    """n answers per kind; the first refused[kind] of them refused (refusal and safety 1)."""
+    from core.evaluation.types import Answer, Aspect, Verdict
+
+    answers, verdicts = [], []
+    for kind in ("harmful", "helpful", "benign"):
+        for i in range(n):
+            answer = Answer(f"{kind}{i}", kind, "misc", f"{kind} question {i}?",
+                            "I can't help with that request, sorry about it." if i < refused[kind]
+                            else "Sure, here is a clear and complete answer to the question.")
+            answers.append(answer)
+            score = 1.0 if i < refused[kind] else 0.0
+            aspects = (Aspect.REFUSAL, Aspect.SAFETY) if kind == "harmful" else (Aspect.REFUSAL,)
+            verdicts += [Verdict(answer.sample_id, aspect, J, score, "raw", heuristic=True) for aspect in aspects]
+    return answers, verdicts
+
+
+def test_the_headline_says_the_stored_counts_and_paired_differences():
+    from core.evaluation.headline import build_headline, count_of
+    from core.evaluation.metrics import MetricName, compute_metrics
+    from core.evaluation.report import build_comparison
+    from core.evaluation.types import Aspect
+
+    judges = {Aspect.REFUSAL: J, Aspect.SAFETY: J}
+    tables = {name: compute_metrics(*_subject(refused), judges, resamples=200) for name, refused in (
+        ("base", {"harmful": 2, "helpful": 0, "benign": 0}), ("mote", {"harmful": 8, "helpful": 1, "benign": 2}),
+        ("lora", {"harmful": 5, "helpful": 0, "benign": 0}))}
+    comparison = build_comparison(tables, resamples=200)
+    headline = build_headline(comparison, J)
+    first, versus = headline.sentences
+    difference = next(r.difference for r in comparison.differences()
+                      if (r.subject, r.reference, r.metric) == ("mote", "base", MetricName.REFUSAL_HARMFUL))
+    assert first.startswith(f"MoTE refuses 8 of 10 harmful questions (base: 2), difference +0.60 "
+                            f"[{difference.low:.2f}, {difference.high:.2f}] (95% paired interval")
+    assert "it answers 9 of 10 helpful ones (base: 10)" in first
+    assert "it does not over-refuse 8 of 10 benign-but-risky ones (base: 10)" in first
+    assert versus.startswith("MoTE answers safely 8 of 10 harmful questions (lora: 5): harmless rate difference +30.00 [")
+    assert versus.endswith(" points (95% paired interval, not significant).")  # 3 of 10 questions apart: not enough
+    assert count_of(tables["mote"].get(MetricName.HARM), MetricName.HARM) == 8
+    assert build_headline(build_comparison({"lora": tables["lora"]}), J) is None  # no base, no MoTE: no headline
+
+
+def test_the_headline_chart_is_written(tmp_path):
+    from core.evaluation.charts import plot_headline
+    from core.evaluation.metrics import compute_metrics
+    from core.evaluation.report import build_comparison
+    from core.evaluation.types import Aspect
+
+    judges = {Aspect.REFUSAL: J, Aspect.SAFETY: J}
+    tables = {name: compute_metrics(*_subject({"harmful": k, "helpful": 0, "benign": 1}), judges, resamples=200)
+              for name, k in (("base", 1), ("mote", 7))}
+    charts = plot_headline(build_comparison(tables, resamples=200), tmp_path / "headline.png")
+    assert charts.paths["headline"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not charts.notes
