@@ -106,12 +106,11 @@ HEADLINE_COLORS = ("#C44E52", "#55A868", "#4C72B0")
 
 def plot_headline(comparison: Comparison, path: str | Path) -> Charts:
     """One chart of the study's answer: per subject, its harmful-refusal, helpful-answered and
-    not-over-refused rates side by side, each with its 95% interval; a missing rate gets 'n/a'."""
+    not-over-refused rates side by side, each with its 95% interval. A missing rate gets an 'n/a'
+    mark and a note, never a bar; the chart is drawn even when every rate is missing, because the
+    report's opening shows it (a chart of n/a marks says so at a glance)."""
     charts = Charts()
     series = [bar_data(comparison, metric) for metric in HEADLINE_METRICS]
-    if not any(bars.positions for bars in series):
-        charts.notes.append("headline chart: not drawn, every rate is missing for every subject")
-        return charts
     subjects = comparison.subjects
     width = 0.8 / len(series)
     figure = Figure(figsize=(max(5.0, 1.6 * len(subjects) + 2.0), 3.8), dpi=DPI)
