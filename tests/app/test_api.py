@@ -22,7 +22,7 @@ ENDPOINTS = {"/question_set", "/preview_import", "/import_questions", "/generate
              "/training_status", "/new_run_from", "/chat_subjects", "/chat", "/jobs", "/job_detail", "/cancel_job",
              "/retry_job", "/system", "/evaluation_choices", "/evaluate", "/quick_pipeline", "/evaluation_result",
              "/evaluation_samples", "/compare_runs", "/chat_stop", "/chat_clear", "/runs", "/compare_runs_side_by_side",
-             "/rename_run"}
+             "/rename_run", "/cpu_study"}
 
 
 @pytest.fixture(scope="module")
