@@ -5,6 +5,7 @@ stored numbers) and its chart. Only the sizes are overridden: the tiny model, a 
 fixture, two questions per kind, two sweep values."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from cli.submit import follow_job
 from core.config import MoteConfig
 from core.evaluation.headline import count_of
 from core.evaluation.metrics import MetricName, MetricValue
@@ -82,3 +84,7 @@ def test_the_cpu_study_preset_sweeps_trains_every_method_and_leads_with_the_answ
     assert summary_md.startswith("## The answer (judge `heuristic-refusal`)") and first in summary_md
     assert "## Sweep of train.learning_rate" in summary_md and evaluations["mote"]["sweep"]["chosen_value"] == sweep["chosen_value"]
     assert (report / "headline.png").read_bytes()[:4] == b"\x89PNG"
+    shown = io.StringIO()  # `launch.py study` following the finished study prints the answer first
+    assert follow_job(queue, pipeline_id, shown) == 0
+    printed = shown.getvalue()
+    assert first in printed and printed.index(first) < printed.index("| subject | Help")
