@@ -84,6 +84,8 @@ class JobQueue:
         depends_on = list(depends_on)
         if isinstance(spec, TrainSpec) and spec.chains_from_job and spec.chains_from_job not in depends_on:
             depends_on.append(spec.chains_from_job)  # train only on a finished generation
+        if isinstance(spec, TrainSpec) and spec.setting_from_job and spec.setting_from_job not in depends_on:
+            depends_on.append(spec.setting_from_job)  # train only with a finished sweep's choice
         if isinstance(spec, EvaluateSpec):  # evaluate only finished runs
             depends_on += [s.train_job for s in spec.subjects if s.train_job and s.train_job not in depends_on]
         with self.sessions.begin() as session:
@@ -115,6 +117,10 @@ class JobQueue:
             source = session.get(Job, spec.chains_from_job) if spec.chains_from_job else None
             if spec.chains_from_job and (source is None or source.kind is not JobKind.GENERATE):
                 raise JobConfigError(f"train config: chains_from_job={spec.chains_from_job} is not a generate job.")
+            sweep = session.get(Job, spec.setting_from_job) if spec.setting_from_job else None
+            if spec.setting_from_job and (sweep is None or not (sweep.config or {}).get("sweep")):
+                raise JobConfigError(f"train config: setting_from_job={spec.setting_from_job} is not a sweep job "
+                                     "(a train job with a sweep section).")
 
     def _store_rejected(self, kind: JobKind, config: Any, error: str) -> int:
         snapshot = json.loads(json.dumps(config, default=str)) if config is not None else {}

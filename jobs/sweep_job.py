@@ -53,6 +53,7 @@ def run_sweep(ctx: WorkerContext, mote: MoteConfig, sweep: SweepSettings, chains
 
 def _train_value(ctx: WorkerContext, mote: MoteConfig, sweep: SweepSettings, value: float, split, folder: Path):
     """One value's run, recorded as a TrainingRun row of this job so its loss curve shows."""
+    from core.training.recipe import EXPORT_DIR  # loads torch: only in the worker that trains
     config = with_setting(mote, sweep.setting, value)
     reporter = None
     if ctx.is_main:
@@ -68,6 +69,7 @@ def _train_value(ctx: WorkerContext, mote: MoteConfig, sweep: SweepSettings, val
             row = session.get(TrainingRun, run_id)
             if trial is not None:
                 row.final_step = row.total_steps = trial.steps
+                row.export_path = str(folder / EXPORT_DIR) if (folder / EXPORT_DIR).is_dir() else None
     return trial
 
 

@@ -63,3 +63,16 @@ def test_study_file_mistakes_are_named_and_relative_chains_are_read_beside_it(tm
     assert config["methods"] == ["mote"]
     study.write_text("{}\n", encoding="utf-8")
     assert study_config(study)["methods"] == ["mote", "lora", "sft"]
+
+
+def test_a_train_job_reads_its_setting_only_from_a_sweep_job(make_queue, chains_file):
+    queue = make_queue()
+    plain = queue.submit("train", {"mote": {"train": {"max_steps": 1}}, "chains": str(chains_file)})
+    with pytest.raises(JobConfigError, match=f"setting_from_job={plain} is not a sweep job"):
+        queue.submit("train", {"mote": {}, "chains": str(chains_file), "setting_from_job": plain})
+    sweep = queue.submit("train", {"mote": {}, "chains": str(chains_file),
+                                   "sweep": {"setting": "experts.rank", "values": [2, 4]}})
+    follower = queue.submit("train", {"mote": {}, "chains": str(chains_file), "setting_from_job": sweep})
+    assert queue.get(follower).config["setting_from_job"] == sweep
+    with pytest.raises(JobConfigError, match="sweep: setting='train.seed' cannot be swept"):
+        queue.submit("train", {"mote": {}, "chains": str(chains_file), "sweep": {"setting": "train.seed", "values": [1, 2]}})
