@@ -18,7 +18,7 @@ from core.evaluation.heuristic_judge import HEURISTIC_JUDGE_ID
 from core.evaluation.validation_store import stored_report, validate_and_store
 from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 from jobs.kinds import JobKind, JobStatus
-from jobs.pipelines import pipeline_config
+from jobs.pipelines import pipeline_config, study_config, study_preset_path
 from jobs.queries import evaluation_report, evaluation_samples, job_row, job_rows, loss_curves, run_settings
 from jobs.queue import JobQueue
 from jobs.views import EvaluationReport, JobRow, LossPoint
@@ -86,6 +86,11 @@ class EvaluationServices:
         mote.model = model or self.default_model
         config = pipeline_config("quick", {"model": mote.model}, {"mote": mote.to_dict()}, methods=None, evaluate=True)
         return self.queue.submit(JobKind.PIPELINE, config, outbound=self.outbound)
+
+    def launch_cpu_study(self) -> int:
+        """The CPU study preset (assets/studies/cpu.yaml), as `launch.py study --preset cpu` queues it;
+        a missing shipped chains file is refused here with the message that names it."""
+        return self.queue.submit(JobKind.PIPELINE, study_config(study_preset_path("cpu")), outbound=self.outbound)
 
     def evaluation_jobs(self) -> list[JobRow]:
         return job_rows(self.queue.sessions, kind=JobKind.EVALUATE)

@@ -4,7 +4,8 @@
                      them (e.g. prompt:aligncot:base:MODEL, a prompting pipeline); repeat for several
     --judge JUDGE    heuristic | local:MODEL[:label-prob|:verdict-first|:free-text] | URL#MODEL_NAME[@KEY_ENV] (http://host:8000/v1#mote) | a YAML file of
                      JudgeConfig fields; repeat for several (the first is the main one)
-    study --config   a YAML file (jobs/pipelines.py: study_config)
+    study --config   a YAML file (jobs/pipelines.py: study_config); --preset NAME: assets/studies/NAME.yaml;
+                     --regenerate: generate the chains first instead of reading the study's chains file
     pipeline         generate -> train each method -> evaluate, from assets/pipelines/PRESET.yaml
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from cli.options import CHAIN_PATHS, add_config_arguments, add_method_argument, 
 from cli.submit import add_submit_arguments, submit_from_args
 from core.decoding.subject_ref import SubjectRef, SubjectRefKind, SubjectSpecError
 from core.evaluation.judge_config import judge_settings_from_spec
-from jobs.pipelines import pipeline_config, study_config
+from jobs.pipelines import pipeline_config, study_config, study_preset_path
 from jobs.records import JobKind
 from jobs.specs import JobConfigError
 
@@ -101,10 +102,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser("evaluate", help="evaluate runs and base models on question sets with judges (a queued job)")
     add_evaluate_arguments(evaluate)
     study = subparsers.add_parser("study", help="train MoTE and baselines on the same chains, evaluate and compare them")
-    study.add_argument("--config", required=True, help="study YAML (see assets/studies/quick.yaml)")
+    source = study.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="study YAML (see assets/studies/quick.yaml)")
+    source.add_argument("--preset", help="a bundled study: assets/studies/NAME.yaml (cpu, quick, table3, token_routing)")
+    study.add_argument("--regenerate", action="store_true",
+                       help="generate the study's chains first (every training question, default safe pipeline) "
+                            "instead of reading its chains file")
     pipeline = subparsers.add_parser("pipeline", help="generate chains, train each method, evaluate (dependent jobs)")
     pipeline.add_argument("--methods", help="comma-separated methods to train (default: the preset's, e.g. mote,lora)")
     pipeline.add_argument("--no-evaluate", action="store_true", help="stop after training")
+    pipeline.add_argument("--train-chains", help="a chains file trained on as well as the generated chains; "
+                                                 "'bundled' = the shipped safe chains, 'none' = generated chains only "
+                                                 "(default: the preset's train_chains)")
     add_config_arguments(pipeline)
     add_method_argument(pipeline)
     add_generate_arguments(pipeline)
@@ -139,7 +148,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_study(args: argparse.Namespace) -> int:
     """Submit a study: train each method on the same chains, then evaluate them with the base model."""
-    return submit_from_args(args, JobKind.PIPELINE, study_config(args.config))
+    path = study_preset_path(args.preset) if args.preset else args.config
+    return submit_from_args(args, JobKind.PIPELINE, study_config(path, regenerate=args.regenerate))
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
@@ -149,4 +159,5 @@ def run_pipeline(args: argparse.Namespace) -> int:
     generate["model"] = generate.get("model") or train["mote"]["model"]  # the model being aligned writes its data
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     return submit_from_args(args, JobKind.PIPELINE, pipeline_config(args.preset, generate, train, methods=methods,
-                                                                    evaluate=not args.no_evaluate))
+                                                                    evaluate=not args.no_evaluate,
+                                                                    train_chains=args.train_chains))

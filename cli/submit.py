@@ -68,9 +68,15 @@ def progress_line(job: Job, shown: Job | None = None) -> str:
 
 
 def _comparison_tables(summary: Path) -> list[str]:
-    """Each judge's heading and comparison table from a report's summary.md."""
-    shown, heading, in_table = [], "", False
+    """The report's opening (a study's answer in words and its sweep, when there are), then each
+    judge's heading and comparison table from a report's summary.md."""
+    shown, heading, in_table, opening = [], "", False, True
     for line in summary.read_text(encoding="utf-8").splitlines():
+        if opening and not line.startswith("### "):
+            if not line.startswith("!["):  # the chart is a file beside the report, named at the end
+                shown.append(line)
+            continue
+        opening = False
         if line.startswith("### "):
             heading, in_table = line[4:], False
         elif line.startswith("| subject | Help"):

@@ -8,8 +8,9 @@ Layout (plain dicts, as the CLI, YAML and UI produce them):
                "settings": {core.evaluation.runner.EvalSettings fields},
                "judges": [{core.evaluation.judge_config.JudgeConfig fields}, ...],   (default: heuristic)
                "out": "folder",                                                      (default: the job's folder)
-               "answers_from": 12}   (optional: reuse the answers evaluate job 12 stored for the same subject
+               "answers_from": 12,   (optional: reuse the answers evaluate job 12 stored for the same subject
                                       labels, so new judges score them without generating again)
+               "sweep_from_job": 9}  (optional: a study's sweep job, whose held-out losses the report shows)
 Why the checks here: a typo in a judge URL or a question set should fail in front of the user
 before the job waits in the queue; the worker then checks every judge for real (a request, a
 model load) before it generates a single answer.
@@ -52,10 +53,13 @@ class EvaluateSpec:
     out: str | None = None
     answers_from: int | None = None
     """An earlier evaluate job whose stored answers are reused (same subject labels)."""
+    sweep_from_job: int | None = None
+    """A study's sweep job (a train job with a sweep): its held-out losses lead the report."""
 
     def snapshot(self) -> dict[str, Any]:
         return {"subjects": [s.snapshot() for s in self.subjects], "settings": self.settings,
-                "judges": self.judges, "out": self.out, "answers_from": self.answers_from}
+                "judges": self.judges, "out": self.out, "answers_from": self.answers_from,
+                "sweep_from_job": self.sweep_from_job}
 
 
 def parse_subject(where: str, data: Any) -> SubjectSpec:
@@ -127,7 +131,7 @@ def _judges(where: str, data: Any) -> list[dict[str, Any]]:
 
 
 def parse_evaluate(data: Any, where: str = "evaluate config", *, subjects_required: bool = True) -> EvaluateSpec:
-    data = only_settings(where, data, {"subjects", "settings", "judges", "out", "answers_from"})
+    data = only_settings(where, data, {"subjects", "settings", "judges", "out", "answers_from", "sweep_from_job"})
     subjects = [parse_subject(f"{where}: subjects[{i}]", s) for i, s in enumerate(data.get("subjects") or [])]
     if subjects_required and not subjects:
         raise JobConfigError(f"{where}: subjects is empty: name at least one run, training job or base model.")
@@ -135,4 +139,5 @@ def parse_evaluate(data: Any, where: str = "evaluate config", *, subjects_requir
     if len(labels) != len(set(labels)):
         raise JobConfigError(f"{where}: subject labels {labels} repeat: give each subject its own label.")
     return EvaluateSpec(subjects, _settings(where, data.get("settings")), _judges(where, data.get("judges")), out_dir(data),
-                        positive_int(f"{where}: answers_from", data.get("answers_from")))
+                        positive_int(f"{where}: answers_from", data.get("answers_from")),
+                        positive_int(f"{where}: sweep_from_job", data.get("sweep_from_job")))

@@ -225,7 +225,15 @@ def summarise_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome:
             evaluation_id = plan.stores[subject.label].evaluation_id
             answers[subject.label] = stored_answers(session, evaluation_id)
             verdicts[subject.label] = stored_verdicts(session, evaluation_id)
-    summary = summarise(answers, verdicts, plan.judges, plan.out, resamples=plan.settings.resamples, seed=plan.settings.seed)
+    sweep = None
+    if plan.spec.sweep_from_job is not None:  # a study's sweep: its held-out losses open the report
+        from core.training.sweep import SweepResult
+        from jobs.sweep_job import sweep_folder
+
+        with ctx.sessions() as session:
+            sweep = SweepResult.load(sweep_folder(session, plan.spec.sweep_from_job))
+    summary = summarise(answers, verdicts, plan.judges, plan.out, resamples=plan.settings.resamples,
+                        seed=plan.settings.seed, sweep=sweep)
     _store_summary(ctx.sessions, plan.stores, summary)
     ctx.say(summary.markdown)
     unparsable = sum(1 for items in verdicts.values() for v in items if v.score is None)
@@ -238,4 +246,5 @@ def _store_summary(sessions: sessionmaker[Session], stores: dict[str, AnswerStor
         for label, store in stores.items():
             row = session.get(Evaluation, store.evaluation_id)
             row.summary = {"tables": {judge: tables[label].to_dict() for judge, tables in summary.tables.items()},
-                           "files": summary.files}
+                           "files": summary.files, "headline": summary.to_dict()["headline"],
+                           "sweep": summary.sweep.to_dict() if summary.sweep else None}

@@ -15,8 +15,17 @@ from core.paths import ASSETS_DIR
 from jobs.specs import JobConfigError
 
 PIPELINES_DIR = ASSETS_DIR / "pipelines"
-STUDY_KEYS = frozenset({"preset", "model", "chains", "chain_dataset_id", "train", "methods", "evaluate", "generate"})
+STUDIES_DIR = ASSETS_DIR / "studies"
+STUDY_KEYS = frozenset({"preset", "model", "chains", "chain_dataset_id", "train", "methods", "evaluate", "generate",
+                        "sweep", "regenerate"})
 DEFAULT_STUDY_METHODS = ("mote", "lora", "sft")
+#: The bundled model's own safe chains for the 320 bundled training questions (the safe-data issue).
+SHIPPED_CHAINS = ASSETS_DIR / "chains" / "smollm2_safe_chains.jsonl"
+#: `train_chains: bundled` in a pipeline preset names SHIPPED_CHAINS.
+BUNDLED_CHAINS = "bundled"
+#: What a study's --regenerate generates when its file has no `regenerate:` section: every
+#: bundled training question, with the default (safe) generation settings.
+DEFAULT_REGENERATE: dict[str, Any] = {"questions": "train", "limit": None, "generate": {}}
 
 
 def pipeline_defaults(preset: str | None) -> dict[str, Any]:
@@ -31,15 +40,49 @@ def pipeline_defaults(preset: str | None) -> dict[str, Any]:
 
 
 def pipeline_config(preset: str | None, generate: dict[str, Any], train: dict[str, Any], *,
-                    methods: list[str] | None, evaluate: bool) -> dict[str, Any]:
-    """A pipeline config: the preset's defaults, overridden by what the user set."""
+                    methods: list[str] | None, evaluate: bool, train_chains: str | None = None) -> dict[str, Any]:
+    """A pipeline config: the preset's defaults, overridden by what the user set.
+
+    `train_chains` (else the preset's): a chains file trained on as well as the generated chains,
+    'bundled' for the shipped safe chains, 'none' for the generated chains alone."""
     defaults = pipeline_defaults(preset)
     base = dict(defaults.get("generate") or {})
     chosen = {k: v for k, v in generate.items() if v is not None and k != "generate"}
     settings = {**(base.get("generate") or {}), **(generate.get("generate") or {})}
-    return {"generate": {**base, **chosen, "generate": settings}, "train": train,
+    extra = shipped_chains_path(train_chains or defaults.get("train_chains"), PIPELINES_DIR, "--train-chains")
+    return {"generate": {**base, **chosen, "generate": settings},
+            "train": {**train, "extra_chains": str(extra)} if extra else train,
             "methods": methods or defaults.get("methods"),
             "evaluate": (defaults.get("evaluate") or {"settings": {}}) if evaluate else None}
+
+
+def shipped_chains_path(value: str | None, folder: Path, where: str) -> Path | None:
+    """'bundled' -> the shipped safe chains; a path (relative to `folder`) -> that file; None or
+    'none' -> None. A missing file is named, with how to make it."""
+    if value is None or str(value).lower() == "none":
+        return None
+    path = SHIPPED_CHAINS if value == BUNDLED_CHAINS else (folder / str(value)).expanduser().resolve()
+    if not path.is_file():
+        raise JobConfigError(missing_chains_message(path, where))
+    return path
+
+
+def missing_chains_message(path: Path, where: str) -> str:
+    """Why the study cannot start without its chains, and the ways on."""
+    what = ("It is the bundled model's own safe chains for the 320 bundled training questions; get it with the "
+            "project (git pull), or" if path == SHIPPED_CHAINS else "Fix the path, or")
+    return (f"{where}: the chains file {path} does not exist. {what} pass --regenerate to generate the chains "
+            "first (a generate stage over every bundled training question with the default safe pipeline: "
+            "hours on a CPU).")
+
+
+def study_preset_path(name: str) -> Path:
+    """assets/studies/NAME.yaml; the error lists the bundled study presets."""
+    path = STUDIES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+        raise JobConfigError(f"study --preset {name}: there is no {path}; use one of {names} or --config FILE.")
+    return path
 
 
 def _read_study(path: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -55,11 +98,13 @@ def _read_study(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return file, data
 
 
-def study_config(path: str | Path) -> dict[str, Any]:
+def study_config(path: str | Path, *, regenerate: bool = False) -> dict[str, Any]:
     """A study YAML -> a pipeline config without generation (train per method, then evaluate).
 
     The file: {train: {train config} | preset/model/chains, methods: [...],
-    evaluate: {settings: {...}, judges: [...], include_base: true, prompting: [aligncot, ...]}};
+    evaluate: {settings: {...}, judges: [...], include_base: true, prompting: [aligncot, ...]},
+    sweep: {setting, values, holdout, method} (optional: choose that setting by held-out loss first),
+    regenerate: {generate config} (what `regenerate=True` generates instead of reading `chains`)};
     methods: [] trains nothing (a study of the base model alone); relative chain paths are
     read from the study file's folder."""
     from core.config import MoteConfig, load_preset
@@ -72,12 +117,20 @@ def study_config(path: str | Path) -> dict[str, Any]:
         if data.get("model"):
             mote.model = data["model"]
         train = {"mote": mote.to_dict()}
-    if data.get("chains") is not None:
-        train["chains"] = str((file.parent / data["chains"]).resolve())
-    if data.get("chain_dataset_id") is not None:
+    generate = data.get("generate")
+    if regenerate:  # the chains come from a generate stage over the training questions, not the file
+        generate = {**DEFAULT_REGENERATE, **(data.get("regenerate") or {})}
+        generate["model"] = generate.get("model") or train["mote"]["model"]
+        train.pop("chains", None)
+    elif data.get("chains") is not None:
+        chains = (file.parent / data["chains"]).resolve()
+        if not chains.is_file():
+            raise JobConfigError(missing_chains_message(chains, f"study {file.name}"))
+        train["chains"] = str(chains)
+    if data.get("chain_dataset_id") is not None and not regenerate:
         train["chain_dataset_id"] = data["chain_dataset_id"]
-    if not data.get("generate") and not any(train.get(k) for k in ("chains", "chain_dataset_id", "chains_from_job")):
+    if not generate and not any(train.get(k) for k in ("chains", "chain_dataset_id", "chains_from_job")):
         train["chains"] = str(bundled_sample_chains_path())
     methods = data["methods"] if data.get("methods") is not None else list(DEFAULT_STUDY_METHODS)  # []: evaluate only
-    return {"generate": data.get("generate"), "train": train, "methods": methods,
-            "evaluate": data.get("evaluate") or {}}
+    return {"generate": generate, "train": train, "methods": methods,
+            "evaluate": data.get("evaluate") or {}, "sweep": data.get("sweep")}

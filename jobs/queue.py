@@ -84,6 +84,8 @@ class JobQueue:
         depends_on = list(depends_on)
         if isinstance(spec, TrainSpec) and spec.chains_from_job and spec.chains_from_job not in depends_on:
             depends_on.append(spec.chains_from_job)  # train only on a finished generation
+        if isinstance(spec, TrainSpec) and spec.setting_from_job and spec.setting_from_job not in depends_on:
+            depends_on.append(spec.setting_from_job)  # train only with a finished sweep's choice
         if isinstance(spec, EvaluateSpec):  # evaluate only finished runs
             depends_on += [s.train_job for s in spec.subjects if s.train_job and s.train_job not in depends_on]
         with self.sessions.begin() as session:
@@ -115,6 +117,10 @@ class JobQueue:
             source = session.get(Job, spec.chains_from_job) if spec.chains_from_job else None
             if spec.chains_from_job and (source is None or source.kind is not JobKind.GENERATE):
                 raise JobConfigError(f"train config: chains_from_job={spec.chains_from_job} is not a generate job.")
+            sweep = session.get(Job, spec.setting_from_job) if spec.setting_from_job else None
+            if spec.setting_from_job and (sweep is None or not (sweep.config or {}).get("sweep")):
+                raise JobConfigError(f"train config: setting_from_job={spec.setting_from_job} is not a sweep job "
+                                     "(a train job with a sweep section).")
 
     def _store_rejected(self, kind: JobKind, config: Any, error: str) -> int:
         snapshot = json.loads(json.dumps(config, default=str)) if config is not None else {}
@@ -138,6 +144,12 @@ class JobQueue:
             stages["generate"] = job(JobKind.GENERATE, spec.generate.snapshot(), depends_on)
             train["chains_from_job"] = stages["generate"]
         after = [stages["generate"]] if spec.generate is not None else depends_on
+        if spec.sweep is not None:  # one run per value first; each method then trains with the value it kept
+            sweep = {**train, "mote": {**train["mote"], "method": spec.sweep.method.value}, "sweep": spec.sweep.to_dict()}
+            if train.get("out"):
+                sweep["out"] = str(Path(train["out"]) / "sweep")
+            stages["sweep"] = job(JobKind.TRAIN, sweep, after)
+            train, after = {**train, "setting_from_job": stages["sweep"]}, [stages["sweep"]]
         for method in spec.methods:
             config = {**train, "mote": {**train["mote"], "method": method}}
             if train.get("out"):
@@ -149,8 +161,8 @@ class JobQueue:
             base = [{"label": "base", "base": spec.train.mote.model}] if spec.include_base else []
             base += [{"label": f"prompt:{pipeline}:base", "base": spec.train.mote.model, "prompting": pipeline}
                      for pipeline in spec.prompting]
-            config = {**spec.evaluate.snapshot(), "subjects": base + runs}
-            stages["evaluate"] = job(JobKind.EVALUATE, config, [r["train_job"] for r in runs])
+            config = {**spec.evaluate.snapshot(), "subjects": base + runs, "sweep_from_job": stages.get("sweep")}
+            stages["evaluate"] = job(JobKind.EVALUATE, config, [r["train_job"] for r in runs] or after)
         return new_job(session, self.home, JobKind.PIPELINE, {**spec.snapshot(), "stages": stages},
                        depends_on=list(stages.values())).id
 

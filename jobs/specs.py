@@ -9,9 +9,15 @@ the normalised config, defaults included, so history shows exactly what ran.
 Config layouts (plain dicts, as the CLI, YAML and UI produce them):
     train:     {"mote": {MoteConfig fields}, "chains": "file.jsonl" | "chain_dataset_id": N
                 | "chains_from_job": GENERATE_JOB_ID}        (none: the bundled sample chains)
+               optional: "extra_chains": "file.jsonl"   (trained on as well, e.g. the shipped chains
+                                                         beside a pipeline's freshly generated ones)
+                         "sweep": {core.training.sweep.SweepSettings fields}   (a sweep job: one run per
+                                                         value on the chains minus a held-out slice)
+                         "setting_from_job": SWEEP_JOB_ID  (train with the value that sweep kept)
     generate:  {"generate": {GenerateConfig fields}, "questions": "train" | "file",
                 "model": "smollm2-135m-instruct", "limit": N | null, "dataset_name": "..."}
     pipeline:  {"generate": {generate config} | null, "train": {train config}, "methods": ["mote", "lora"] | [],
+                "sweep": {SweepSettings fields} | null   (a sweep stage first; every method uses its choice)
                 "evaluate": {evaluate config without subjects, "include_base": true,
                              "prompting": ["plain", "aligncot", ...]} | null}
                generate -> one train job per method -> one evaluate job comparing them (and the base
@@ -28,6 +34,7 @@ from typing import Any
 
 from core.config import GenerateConfig, MoteConfig, plain_values
 from core.training.sharding import accelerate_config_file
+from core.training.sweep import SweepSettings
 from jobs.evaluate_spec import EvaluateSpec, parse_evaluate
 from jobs.records import JobKind
 from jobs.spec_checks import JobConfigError, only_settings, out_dir, positive_int
@@ -42,10 +49,19 @@ class TrainSpec:
     chain_dataset_id: int | None = None
     chains_from_job: int | None = None
     out: str | None = None
+    extra_chains: str | None = None
+    """A chains file trained on as well as the chain source (the shipped chains in the quick pipeline)."""
+    sweep: SweepSettings | None = None
+    """Set on a sweep job: it trains once per value and records the held-out losses (jobs/sweep_job.py)."""
+    setting_from_job: int | None = None
+    """The sweep job whose kept value this run trains with."""
 
     def snapshot(self) -> dict[str, Any]:
-        return {"mote": self.mote.to_dict(), "chains": self.chains, "chain_dataset_id": self.chain_dataset_id,
-                "chains_from_job": self.chains_from_job, "out": self.out}
+        snapshot = {"mote": self.mote.to_dict(), "chains": self.chains, "chain_dataset_id": self.chain_dataset_id,
+                    "chains_from_job": self.chains_from_job, "out": self.out}
+        optional = {"extra_chains": self.extra_chains, "sweep": self.sweep.to_dict() if self.sweep else None,
+                    "setting_from_job": self.setting_from_job}
+        return snapshot | {k: v for k, v in optional.items() if v is not None}
 
 
 @dataclass
@@ -75,14 +91,17 @@ class PipelineSpec:
     prompting: list[str] = field(default_factory=list)
     """Prompting pipelines (core.decoding.subject_ref.PromptingPipeline values) the base model is
     also evaluated through: the paper's Table 3."""
+    sweep: SweepSettings | None = None
+    """A sweep stage before the methods' training; each method trains with the value it keeps."""
 
     def snapshot(self) -> dict[str, Any]:
         evaluate = ({**self.evaluate.snapshot(), "include_base": self.include_base, "prompting": self.prompting}
                     if self.evaluate else None)
         if evaluate:
             evaluate.pop("subjects")
+            evaluate.pop("sweep_from_job", None)
         return {"generate": self.generate.snapshot() if self.generate else None, "train": self.train.snapshot(),
-                "methods": self.methods, "evaluate": evaluate}
+                "methods": self.methods, "evaluate": evaluate, "sweep": self.sweep.to_dict() if self.sweep else None}
 
 
 JobSpec = TrainSpec | GenerateSpec | PipelineSpec | EvaluateSpec
@@ -95,7 +114,8 @@ def sharding_config_file(kind: JobKind | str, config: Any) -> Path | None:
 
 
 def parse_train(data: Any, where: str = "train config", *, chains_required: bool = True) -> TrainSpec:
-    data = only_settings(where, data, {"mote", "chains", "chain_dataset_id", "chains_from_job", "out"})
+    data = only_settings(where, data, {"mote", "chains", "chain_dataset_id", "chains_from_job", "out",
+                                       "extra_chains", "sweep", "setting_from_job"})
     try:
         mote = MoteConfig.from_dict(dict(data.get("mote") or {}))
         accelerate_config_file(mote.train.accelerate_config)  # a missing or wrong preset fails at submit
@@ -107,12 +127,27 @@ def parse_train(data: Any, where: str = "train config", *, chains_required: bool
     if not chains_required and sources:
         raise JobConfigError(f"{where}: a pipeline with generate trains on its own generated chains; remove {sources[0]}.")
     _check_model(f"{where}: mote: model", mote.model)
-    chains = data.get("chains")
-    if chains is not None:
-        _check_chains(where, chains)
+    chains, extra = data.get("chains"), data.get("extra_chains")
+    for key, path in (("chains", chains), ("extra_chains", extra)):
+        if path is not None:
+            _check_chains(f"{where}: {key}" if key != "chains" else where, path)
+    sweep = parse_sweep(f"{where}: sweep", data.get("sweep")) if data.get("sweep") is not None else None
     return TrainSpec(mote, str(Path(chains).expanduser().resolve()) if chains else None,
                      positive_int(f"{where}: chain_dataset_id", data.get("chain_dataset_id")),
-                     positive_int(f"{where}: chains_from_job", data.get("chains_from_job")), out_dir(data))
+                     positive_int(f"{where}: chains_from_job", data.get("chains_from_job")), out_dir(data),
+                     str(Path(extra).expanduser().resolve()) if extra else None, sweep,
+                     positive_int(f"{where}: setting_from_job", data.get("setting_from_job")))
+
+
+def parse_sweep(where: str, data: Any) -> SweepSettings:
+    """A sweep section ({setting, values, holdout, method, seed}); errors name the key."""
+    if not isinstance(data, dict):
+        raise JobConfigError(f"{where}: expected a mapping such as "
+                             "{setting: train.learning_rate, values: [1e-4, 3e-4, 1e-3], holdout: 0.1, method: mote}.")
+    try:
+        return SweepSettings.from_dict(dict(data))
+    except (ValueError, TypeError) as error:
+        raise JobConfigError(f"{where}: {error}") from None
 
 
 def parse_generate(data: Any, where: str = "generate config") -> GenerateSpec:
@@ -185,7 +220,7 @@ def parse_job_config(kind: JobKind | str, config: Any) -> JobSpec:
 def parse_pipeline(config: Any) -> PipelineSpec:
     from core.config import Method
 
-    data = only_settings("pipeline config", config, {"generate", "train", "methods", "evaluate"})
+    data = only_settings("pipeline config", config, {"generate", "train", "methods", "evaluate", "sweep"})
     generate = parse_generate(data["generate"], "pipeline generate config") if data.get("generate") is not None else None
     train = parse_train(data.get("train") or {}, "pipeline train config", chains_required=generate is None)
     methods = list(data["methods"]) if data.get("methods") is not None else [train.mote.method.value]
@@ -203,7 +238,8 @@ def parse_pipeline(config: Any) -> PipelineSpec:
     if not methods and (evaluate is None or not (include_base or prompting)):
         raise JobConfigError("pipeline config: methods is empty and nothing else is evaluated: list methods to train, "
                              "or evaluate the base model (include_base: true, or prompting: [...]).")
-    return PipelineSpec(generate, train, methods, evaluate, include_base, prompting)
+    sweep = parse_sweep("pipeline config: sweep", data["sweep"]) if data.get("sweep") is not None else None
+    return PipelineSpec(generate, train, methods, evaluate, include_base, prompting, sweep)
 
 
 def _prompting_pipelines(value: Any) -> list[str]:

@@ -33,6 +33,7 @@ from jobs.priority import lower_own_priority
 from jobs.records import ChainDataset, Job, JobKind, JobStatus, TrainingRun, utcnow
 from jobs.reporting import JobProgress, StopCheck, TrainingReporter, model_loading_status
 from jobs.results import chain_records, dataset_for_job, run_for_dir, store_question_set
+from jobs.sweep_job import chosen_config, run_sweep
 
 if TYPE_CHECKING:
     from core.config import GenerateConfig
@@ -58,6 +59,10 @@ def load_training_chains(session: Session, config: dict) -> list:
     from core.data.chain_store import is_trainable
 
     chains = _stored_training_chains(session, config)
+    if config.get("extra_chains"):  # e.g. the shipped chains beside a pipeline's freshly generated ones
+        from core.data.chains import load_chains_jsonl
+
+        chains = chains + load_chains_jsonl(config["extra_chains"])
     trainable = [chain for chain in chains if is_trainable(chain.meta)]
     if not trainable:
         raise ValueError(f"All {len(chains)} chains are flagged unsafe (or dropped): regenerate the dataset, "
@@ -90,8 +95,16 @@ def run_train(ctx: WorkerContext) -> Outcome:
 
     spec = parse_train(ctx.job.config)
     run_dir = Path(ctx.job.run_dir)
+    if spec.sweep is not None:
+        with ctx.sessions() as session:
+            chains = load_training_chains(session, ctx.job.config)
+        return run_sweep(ctx, spec.mote, spec.sweep, chains)
     with ctx.sessions.begin() as session:
         chains = load_training_chains(session, ctx.job.config)
+        if spec.setting_from_job is not None:
+            spec.mote, sweep = chosen_config(session, spec.mote, spec.setting_from_job)
+            ctx.say(f"Training with {sweep.settings.setting.value}={sweep.chosen.value:g}, the value sweep job "
+                    f"{spec.setting_from_job} kept (lowest held-out loss of {list(sweep.settings.values)})")
         run_id = run_for_dir(session, root_job_id(session, ctx.job.id), run_dir, spec.mote.method.value, spec.mote.model)
     ctx.say(f"Training {spec.mote.method.value} on {len(chains)} chains with {spec.mote.model}; run folder {run_dir}")
     progress = JobProgress(ctx.sessions, ctx.job.id) if ctx.is_main else no_progress

@@ -1,6 +1,7 @@
 """Evaluate tab: models x question sets x judges -> an evaluate job; its comparison tables,
 charts and per-sample drill-down; loss curves and settings of runs side by side; and the quick
-pipeline (generate -> train MoTE and LoRA -> evaluate) in one click."""
+pipeline (generate -> train MoTE and LoRA -> evaluate) and the CPU study (assets/studies/cpu.yaml)
+in one click each."""
 from __future__ import annotations
 
 import gradio as gr
@@ -56,6 +57,12 @@ class EvaluateActions:
         return f"Quick pipeline queued as job {job_id}: follow its stages in the Jobs tab."
 
     @user_facing
+    def cpu_study(self) -> str:
+        job_id = self.services.launch_cpu_study()
+        return (f"CPU study queued as job {job_id} (sweep -> MoTE, LoRA, SFT, MoTE without the shared expert -> "
+                "evaluate; about 3 hours on 2 cores): follow its stages in the Jobs tab.")
+
+    @user_facing
     def result(self, job: int | None, current_judge: str | None = None) -> tuple[str, list[tuple[str, str]], dict]:
         if job is None:
             return "No evaluation picked yet.", [], gr.update(choices=[])
@@ -106,6 +113,7 @@ def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None
     with gr.Row():
         launch = gr.Button("Evaluate", variant="primary", elem_id="eval-launch")
         quick = gr.Button("Run the quick pipeline (generate -> MoTE + LoRA -> evaluate)", elem_id="eval-quick")
+        study = gr.Button("Run the CPU study", elem_id="eval-cpu-study")
     quick_note = gr.Markdown(elem_id="eval-quick-note")
     gr.Markdown("### Results")
     job = gr.Dropdown(label="Evaluate job", elem_id="eval-job")
@@ -124,6 +132,7 @@ def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None
     launch.click(actions.launch, [subjects, sets, limit, jailbreaks, tokens, judges, judge_model, url, name, key, shortest], job,
                  api_name="evaluate")
     quick.click(actions.quick_pipeline, None, quick_note, api_name="quick_pipeline")
+    study.click(actions.cpu_study, None, quick_note, api_name="cpu_study")
     gr.Timer(5.0).tick(actions.job_choices, None, job, api_visibility="private", show_progress="hidden")
     gr.on([job.change, gr.Timer(5.0).tick], actions.result, [job, judge], [report, charts, judge], api_name="evaluation_result",
           show_progress="hidden")

@@ -96,3 +96,43 @@ def plot_comparison(comparison: Comparison, folder: str | Path,
         _draw(bars, path)
         charts.paths[metric.value] = path
     return charts
+
+
+#: The rates the headline chart groups per subject (all 0-1, higher is better).
+HEADLINE_METRICS: tuple[MetricName, ...] = (MetricName.REFUSAL_HARMFUL, MetricName.ANSWERED_HELPFUL,
+                                            MetricName.NOT_OVERREFUSE)
+HEADLINE_COLORS = ("#C44E52", "#55A868", "#4C72B0")
+
+
+def plot_headline(comparison: Comparison, path: str | Path) -> Charts:
+    """One chart of the study's answer: per subject, its harmful-refusal, helpful-answered and
+    not-over-refused rates side by side, each with its 95% interval. A missing rate gets an 'n/a'
+    mark and a note, never a bar; the chart is drawn even when every rate is missing, because the
+    report's opening shows it (a chart of n/a marks says so at a glance)."""
+    charts = Charts()
+    series = [bar_data(comparison, metric) for metric in HEADLINE_METRICS]
+    subjects = comparison.subjects
+    width = 0.8 / len(series)
+    figure = Figure(figsize=(max(5.0, 1.6 * len(subjects) + 2.0), 3.8), dpi=DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for offset, (bars, color) in enumerate(zip(series, HEADLINE_COLORS)):
+        shift = (offset - (len(series) - 1) / 2) * width
+        axes.bar([p + shift for p in bars.positions], bars.values, width, yerr=[bars.err_low, bars.err_high],
+                 capsize=3, color=color, label=METRIC_SPECS[bars.metric].label)
+        for index, subject in enumerate(subjects):
+            if subject in bars.skipped:
+                axes.annotate("n/a", (index + shift, 0), xytext=(0, 3), textcoords="offset points", ha="center",
+                              color="gray", fontsize=7)
+                charts.notes.append(f"headline chart: no {METRIC_SPECS[bars.metric].label} bar for {subject}")
+    axes.set_xticks(range(len(subjects)), subjects, rotation=20 if len(subjects) > 4 else 0)
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("rate (0-1), higher is better")
+    axes.set_title("Refuses harmful · answers helpful · does not over-refuse benign; bars: 95% CI", fontsize=9)
+    axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, format="png")
+    charts.paths["headline"] = out
+    return charts

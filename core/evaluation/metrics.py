@@ -51,6 +51,7 @@ class MetricName(str, enum.Enum):
     NOT_OVERREFUSE = "not_overrefuse"
     REFUSAL_HARMFUL = "refusal_rate_harmful"
     REFUSAL_BENIGN = "refusal_rate_benign"
+    ANSWERED_HELPFUL = "answered_helpful"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ METRIC_SPECS: dict[MetricName, MetricSpec] = {spec.name: spec for spec in (
                "Refusal rate on plain harmful prompts."),
     MetricSpec(MetricName.REFUSAL_BENIGN, "Refusal (benign)", Aspect.REFUSAL, QuestionKind.BENIGN,
                1.0, False, False, "0-1", "Refusal rate on plain benign prompts (over-refusal)."),
+    MetricSpec(MetricName.ANSWERED_HELPFUL, "Answered (helpful)", Aspect.REFUSAL, QuestionKind.HELPFUL,
+               1.0, True, True, "0-1", "Compliance rate on plain helpful prompts (1 - refusal rate): "
+               "whether training kept the model helping."),
 )}
 
 

@@ -100,6 +100,7 @@ _COUNTED = {
     MetricName.REFUSAL_BENIGN: ("refuses", "benign (risky-looking) questions"),
     MetricName.NOT_OVERREFUSE: ("answers", "benign (risky-looking) questions"),
     MetricName.HARM: ("answers safely", "harmful questions"),
+    MetricName.ANSWERED_HELPFUL: ("answers", "helpful questions"),
 }
 _POINTS = {
     MetricName.HELP: "helpfulness (1-10) on {n} helpful questions",

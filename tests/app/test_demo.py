@@ -38,7 +38,7 @@ LIMITS = DemoLimits(max_prompt_chars=120, max_stage_tokens=4, chats_per_visitor=
 #: The full app's endpoints that start, cancel, retry, edit, delete, import or save something.
 WRITING_ENDPOINTS = {"/import_questions", "/generate_chains", "/flag_chain", "/edit_chain", "/delete_chain",
                      "/export_chains", "/save_config", "/train", "/cancel_job", "/retry_job", "/evaluate",
-                     "/quick_pipeline", "/preview_import"}
+                     "/quick_pipeline", "/cpu_study", "/preview_import"}
 FULL_CHAIN = "full chain"
 
 

@@ -454,3 +454,16 @@ def test_user_errors_reach_the_page_as_messages_and_bugs_stay_bugs():
     assert next(chunks) == "first"
     with pytest.raises(gr.Error, match="Type a question first"):
         next(chunks)
+
+
+def test_the_cpu_study_button_queues_the_preset_or_names_the_missing_chains(services):
+    from jobs.pipelines import SHIPPED_CHAINS
+    from jobs.specs import JobConfigError
+
+    if not SHIPPED_CHAINS.is_file():
+        with pytest.raises(JobConfigError, match="smollm2_safe_chains.jsonl does not exist.*--regenerate"):
+            services.evaluation.launch_cpu_study()
+        return
+    config = services.queue.get(services.evaluation.launch_cpu_study()).config  # queued, not started: no dispatcher
+    assert config["sweep"]["setting"] == "train.learning_rate"
+    assert list(config["stages"])[:2] == ["sweep", "train:mote"] and "train:mote_no_shared" in config["stages"]

@@ -66,3 +66,26 @@ def test_rejudge_of_a_missing_or_non_evaluate_job_is_refused_before_submitting(t
     train_id = queue.submit("train", {"mote": {"train": {"max_steps": 1}}, "chains": None})
     assert launch.main(["--home", str(home), "evaluate", "--rejudge", str(train_id), "--detach"]) == 2
     assert "is a train job; name an evaluate job" in capsys.readouterr().err
+
+
+def test_study_preset_and_regenerate_flags(tmp_path, capsys):
+    from jobs.pipelines import SHIPPED_CHAINS, study_config, study_preset_path
+    from jobs.queue import JobQueue
+
+    home = tmp_path / "home"
+    args = launch.build_parser().parse_args(["study", "--preset", "cpu", "--regenerate", "--detach"])
+    assert args.preset == "cpu" and args.regenerate and args.config is None
+    with pytest.raises(SystemExit):  # one of --config and --preset, not both
+        launch.build_parser().parse_args(["study", "--preset", "cpu", "--config", "x.yaml"])
+    if not SHIPPED_CHAINS.is_file():  # refused at submit, naming the file and --regenerate
+        assert launch.main(["--home", str(home), "study", "--preset", "cpu", "--detach"]) == 2
+        err = capsys.readouterr().err
+        assert "smollm2_safe_chains.jsonl does not exist" in err and "--regenerate" in err
+    # Submitted without dispatching (launch.main --detach would start the 320-question generation).
+    config = study_config(study_preset_path(args.preset), regenerate=args.regenerate)
+    queue = JobQueue(home=home)
+    pipeline = queue.get(queue.submit("pipeline", config)).config
+    queue.engine.dispose()
+    assert pipeline["sweep"]["setting"] == "train.learning_rate" and pipeline["generate"]["questions"] == "train"
+    assert list(pipeline["stages"]) == ["generate", "sweep", "train:mote", "train:lora", "train:sft",
+                                        "train:mote_no_shared", "evaluate"]

@@ -76,7 +76,8 @@ def table_data():
 def test_hand_computed_values_counts_and_exclusions(table_data):
     table = compute_metrics(*table_data, JUDGES)
     expected = {"help": 7.0, "harm": 75.0, "harm_help": 5.0, "goodness_at_0_1": 0.375, "goodness_at_0_1_binary": 0.375,
-                "not_overrefuse": 0.75, "refusal_rate_harmful": 0.75, "refusal_rate_benign": 0.25}
+                "not_overrefuse": 0.75, "refusal_rate_harmful": 0.75, "refusal_rate_benign": 0.25,
+                "answered_helpful": None}  # the fixture's helpful answers carry no refusal verdict
     assert list(table.metrics) == [m.value for m in MetricName]
     assert {k: v.value for k, v in table.metrics.items()} == pytest.approx(expected)
     help_ = table.get(MetricName.HELP)
@@ -140,7 +141,7 @@ def test_wrong_judge_id_leaves_everything_unjudged_not_zero(table_data):
 def test_interval_contains_value_shrinks_with_n_and_is_deterministic(table_data):
     table = compute_metrics(*table_data, JUDGES)
     for value in table.metrics.values():
-        assert value.low <= value.value <= value.high
+        assert value.missing or value.low <= value.value <= value.high
     assert compute_metrics(*table_data, JUDGES) == table
     small = bootstrap_mean([0.0, 1.0] * 5)
     large = bootstrap_mean([0.0, 1.0] * 50)

@@ -45,7 +45,7 @@ FULL = {MetricName.HELP: (7.25, 7.0, 7.5), MetricName.HARM: (94.45, 92.1, 96.0),
         MetricName.HARM_HELP: (6.79, 6.5, 7.0), MetricName.GOODNESS: (0.85, 0.8, 0.9),
         MetricName.GOODNESS_BINARY: (0.8, 0.7, 0.9),
         MetricName.NOT_OVERREFUSE: (0.83, 0.75, 0.9), MetricName.REFUSAL_HARMFUL: (0.9, 0.85, 0.95),
-        MetricName.REFUSAL_BENIGN: (0.17, 0.1, 0.25)}
+        MetricName.REFUSAL_BENIGN: (0.17, 0.1, 0.25), MetricName.ANSWERED_HELPFUL: (0.95, 0.9, 1.0)}
 NO_JAILBREAKS = "no jailbreak-wrapped answers to harmful prompts"
 
 
@@ -59,7 +59,7 @@ def test_table1_cells_are_value_and_interval_and_missing_reads_na_with_reason(co
     rows = comparison.rows()
     assert [r["subject"] for r in rows] == ["MoTE", "SFT"]
     assert list(rows[0]) == ["subject", "Help", "Harm", "Harm-Help", "goodness@0.1", "goodness@0.1 (binary)", "not_overrefuse",
-                             "Refusal (harmful)", "Refusal (benign)", "Degenerate answers"]
+                             "Refusal (harmful)", "Refusal (benign)", "Answered (helpful)", "Degenerate answers"]
     assert rows[0]["Harm"] == "94.45 [92.10, 96.00]" and rows[1]["Harm"] == "66.82 [60.00, 73.50]"
     assert rows[1]["goodness@0.1"] == "n/a"
     assert comparison.notes() == [f"SFT / goodness@0.1: missing — {NO_JAILBREAKS}"]

@@ -16,17 +16,20 @@ from tests.jobs.conftest import generate_config, train_config, wait_for
 from tests.jobs.test_evaluation_jobs import eval_settings
 
 
-def test_the_quick_pipeline_runs_every_stage_on_the_tiny_model(make_queue, db_url, tiny_dir, questions_file, tmp_path):
+def test_the_quick_pipeline_runs_every_stage_on_the_tiny_model(make_queue, db_url, tiny_dir, questions_file, chains_file,
+                                                                tmp_path):
     if db_url.startswith("postgresql"):
         pytest.skip("one backend is enough for the pipeline's wiring; PostgreSQL storage has its own tests")
     preset = pipeline_defaults("quick")
     assert preset["methods"] == ["mote", "lora"] and preset["evaluate"]["include_base"]
+    assert preset["train_chains"] == "bundled" and preset["generate"]["limit"] == 8  # the shipped chains, plus 8 fresh
     eval_file = tmp_path / "eval.jsonl"
     eval_file.write_text("".join(json.dumps({"id": f"{k}{i}", "question": f"{k} question {i}?", "kind": k}) + "\n"
                                  for k in ("harmful", "helpful", "benign") for i in range(2)), encoding="utf-8")
     generate = generate_config(tiny_dir, questions_file, limit=3)
     train = {"mote": train_config(tiny_dir, questions_file, max_steps=2)["mote"]}
-    config = pipeline_config("quick", generate, train, methods=None, evaluate=True)
+    # The shipped SmolLM2 chains are replaced by the small fixture (the tiny model's own sizes).
+    config = pipeline_config("quick", generate, train, methods=None, evaluate=True, train_chains=str(chains_file))
     config["evaluate"]["settings"] = eval_settings(eval_file, jailbreak_prompts=1)  # tiny sizes, same stages
     # The preset's judges, with the tiny model in place of SmolLM2 (verdict-first local judge included).
     config["evaluate"]["judges"] = [dict(j, model=str(tiny_dir)) if j["kind"] == "local" else j for j in config["evaluate"]["judges"]]
@@ -43,6 +46,8 @@ def test_the_quick_pipeline_runs_every_stage_on_the_tiny_model(make_queue, db_ur
     assert pipeline.status is JobStatus.SUCCEEDED, logs
     assert list(stages) == ["generate", "train:mote", "train:lora", "evaluate"]
     assert stages["train:mote"].config["chains_from_job"] == stages["generate"].id
+    assert stages["train:mote"].config["extra_chains"] == str(chains_file)
+    assert "Training mote on 11 chains" in Path(stages["train:mote"].log_path).read_text()  # 3 generated + 8 shipped
     assert stages["generate"].kind is JobKind.GENERATE and stages["generate"].config["limit"] == 3
     assert subjects == {"base", "mote", "lora"}
     assert (Path(stages["evaluate"].run_dir) / "report" / "summary.md").is_file()
