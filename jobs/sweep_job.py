@@ -16,11 +16,12 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from core.config import MoteConfig
+from core.progress import labelled, no_progress
 from core.training.sweep import SweepResult, SweepSettings, run_trial, stored_trial, with_setting
 from jobs.context import Outcome, WorkerContext
 from jobs.lifecycle import latest_attempt, root_job_id
 from jobs.records import Job, JobKind, TrainingRun
-from jobs.reporting import TrainingReporter
+from jobs.reporting import JobProgress, TrainingReporter
 from jobs.results import run_for_dir
 
 
@@ -61,8 +62,9 @@ def _train_value(ctx: WorkerContext, mote: MoteConfig, sweep: SweepSettings, val
             run_id = run_for_dir(session, root_job_id(session, ctx.job.id), folder, config.method.value, config.model)
         reporter = TrainingReporter(ctx.sessions, ctx.job.id, run_id, folder)
     ctx.say(f"Training {sweep.method.value} with {sweep.setting.value}={value:g} into {folder}")
+    progress = labelled(JobProgress(ctx.sessions, ctx.job.id), f"{sweep.setting.value}={value:g}") if ctx.is_main else no_progress
     trial = run_trial(mote, sweep.setting, value, split, folder, home=ctx.home, should_stop=ctx.stop,
-                      reporter=reporter, say=ctx.say)
+                      reporter=reporter, say=ctx.say, progress=progress)
     if reporter is not None:
         reporter.close()
         with ctx.sessions.begin() as session:

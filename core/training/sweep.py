@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import Method, MoteConfig
+from core.progress import Progress, no_progress
 
 if TYPE_CHECKING:  # torch is loaded only by the worker that trains, not by the specs that check a config
     from core.training.heldout import HoldoutSplit
@@ -174,7 +175,7 @@ def choose_best(trials: Sequence[SweepTrial]) -> SweepTrial:
 
 def run_trial(config: MoteConfig, setting: SweepSetting, value: float, split: HoldoutSplit, folder: Path, *,
               home: Path | None = None, should_stop: Callable[[], bool] | None = None, reporter=None,
-              say: Say = print) -> SweepTrial | None:
+              say: Say = print, progress: Progress = no_progress) -> SweepTrial | None:
     """Train `config` with `setting` = `value` on split.train into `folder`, then measure the loss
     on split.heldout. Returns None when stopped (the run resumes from its checkpoint next time)."""
     from core.data.dataset import encode_chains
@@ -182,7 +183,8 @@ def run_trial(config: MoteConfig, setting: SweepSetting, value: float, split: Ho
     from core.training.recipe import run_training, setup_run
 
     setup = setup_run(with_setting(config, setting, value), split.train, home=home, say=say)
-    result = run_training(setup, folder, resume=True, reporter=reporter, should_stop=should_stop, say=say)
+    result = run_training(setup, folder, resume=True, reporter=reporter, should_stop=should_stop, say=say,
+                          progress=progress)
     if result.stopped:
         return None
     samples, rejected = encode_chains(split.heldout, setup.mote.tokenizer, setup.config.data, setup.mote.marker_ids)
