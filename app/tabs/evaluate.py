@@ -9,7 +9,7 @@ import pandas as pd
 from app.errors import user_facing
 from app.evaluation_services import JOB_PREFIX, EvaluationServices
 from app.services import Services
-from app.tables import loss_curves_table
+from app.tables import loss_curve_colours, loss_curves_table
 
 JUDGES = ["heuristic refusal detector", "local LLM judge", "HTTP LLM judge", "local LLM judge, verdict first (small models)"]
 
@@ -84,6 +84,12 @@ class EvaluateActions:
         points, diff = self.services.compare_runs([int(j) for j in jobs or []])
         return loss_curves_table(points), diff
 
+    def curve_colours(self, jobs: list[int] | None) -> dict:
+        """The chart's colour map, sent after its data, as in the Runs tab (RunsActions.curve_colours):
+        Gradio builds the colour scale only when the map changes, from the data it then holds."""
+        points, _ = self.services.compare_runs([int(j) for j in jobs or []])
+        return gr.update(color_map=loss_curve_colours(points))
+
 
 def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None:
     actions = EvaluateActions(services.evaluation)
@@ -130,4 +136,5 @@ def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None
     gr.on([judge.change], actions.samples, [job, judge], samples, api_name="evaluation_samples")
     gr.on([judge.change], actions.validation, judge, validation, api_name="judge_validation")
     validate.click(actions.validate_heuristic, None, validation, api_name="validate_heuristic_judge")
-    runs.change(actions.compare, runs, [curves, diff], api_name="compare_runs")
+    runs.change(actions.compare, runs, [curves, diff], api_name="compare_runs").then(
+        actions.curve_colours, runs, curves, api_visibility="private", show_progress="hidden")
