@@ -8,6 +8,7 @@ import pandas as pd
 
 from app.errors import user_facing
 from app.evaluation_services import JOB_PREFIX, EvaluationServices
+from app.markdown_text import without_autolinks
 from app.services import Services
 from app.tables import loss_curve_colours, loss_curves_table
 
@@ -64,7 +65,8 @@ class EvaluateActions:
         keep = current_judge if current_judge in report.judges else (report.judges[0] if report.judges else None)
         judges = gr.update(choices=list(report.judges), value=keep)
         charts = [(chart.path, chart.caption) for chart in report.charts]
-        return head + (report.markdown or "The report appears here when the job has finished."), charts, judges
+        body = head + (report.markdown or "The report appears here when the job has finished.")
+        return without_autolinks(body), charts, judges
 
     @user_facing
     def samples(self, job: int | None, judge: str | None) -> pd.DataFrame:
@@ -73,11 +75,11 @@ class EvaluateActions:
 
     @user_facing
     def validation(self, judge: str | None) -> str:
-        return self.services.judge_validation(judge)
+        return without_autolinks(self.services.judge_validation(judge))
 
     @user_facing
     def validate_heuristic(self) -> str:
-        return self.services.validate_heuristic_judge()
+        return without_autolinks(self.services.validate_heuristic_judge())
 
     @user_facing
     def compare(self, jobs: list[int]) -> tuple[pd.DataFrame, str]:
