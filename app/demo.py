@@ -21,6 +21,7 @@ import pandas as pd
 from app.chat_runtime import ChatRuntime, PaneState, stream_panes
 from app.demo_options import DemoLimits, DemoOptions
 from app.errors import user_facing
+from app.markdown_text import without_autolinks
 from app.render import notice, render_pane
 from app.services import ChatSubjectChoice, Services
 from app.tables import jobs_table
@@ -221,7 +222,7 @@ class DemoViews:
         report = self.services.evaluation.evaluation_report(self._finished(job))
         keep = judge if judge in report.judges else (report.judges[0] if report.judges else None)
         charts = [(chart.path, chart.caption) for chart in report.charts]
-        return report.markdown, charts, gr.update(choices=list(report.judges), value=keep)
+        return without_autolinks(report.markdown or ""), charts, gr.update(choices=list(report.judges), value=keep)
 
     @user_facing
     def evaluation_samples(self, job: int | None, judge: str | None) -> pd.DataFrame:

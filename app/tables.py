@@ -58,7 +58,7 @@ def gpus_table(rows: list[GpuRow]) -> pd.DataFrame:
                         columns=GPU_COLUMNS)
 
 
-def plot_frame(rows: list[list], columns: dict[str, str]) -> pd.DataFrame:
+def plot_frame(rows: list[list], columns: dict[str, str | pd.CategoricalDtype]) -> pd.DataFrame:
     """A chart's data with its column types fixed, empty or not.
 
     Why: Gradio's plots take each column's type (quantitative or nominal) from the frame; an
@@ -89,9 +89,24 @@ def series_colours(names: list[str]) -> dict[str, str]:
     return {name: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, name in enumerate(names)}
 
 
+def series_names(points: list[LossPoint]) -> list[str]:
+    """The runs of a comparison, once each, in the order they first appear."""
+    return list(dict.fromkeys(p.run for p in points))
+
+
 def loss_curves_table(points: list[LossPoint]) -> pd.DataFrame:
-    """Long-format (run, step, loss) rows: one coloured line per run."""
-    return plot_frame([[p.run, p.step, p.loss] for p in points], {"run": "str", "step": "int64", "loss": "float64"})
+    """Long-format (run, step, loss) rows: one coloured line per run.
+
+    Why the run column is categorical: the chart colours by it, and only a nominal column gets
+    one colour per run and a legend (a numeric-looking one is drawn as a colour gradient). The
+    categories keep the order the runs were chosen in, so colours and legend follow that order."""
+    run = pd.CategoricalDtype(series_names(points))
+    return plot_frame([[p.run, p.step, p.loss] for p in points], {"run": run, "step": "int64", "loss": "float64"})
+
+
+def loss_curve_colours(points: list[LossPoint]) -> dict[str, str]:
+    """The colour map of a loss comparison chart: one colour per run (see series_colours)."""
+    return series_colours(series_names(points))
 
 
 def _figure(value: float | None) -> str:

@@ -222,6 +222,12 @@ def check_local_model_folder(path: Path) -> None:
     )
 
 
+def _is_hub_id(name: str) -> bool:
+    """'org/name' or a bare legacy id like 'gpt2'; anything else path-like names a local path."""
+    bare_name = not any(sep in name for sep in ("/", "\\", os.sep))
+    return bool(name) and not name.startswith((".", "/", "~")) and (bare_name or bool(_HUB_ID.match(name)))
+
+
 def check_model_choice(name_or_path: str) -> None:
     """Check a model choice without loading or converting anything (fast enough for submit):
     the bundled alias, an existing readable local folder with safetensors weights, or a
@@ -238,12 +244,47 @@ def check_model_choice(name_or_path: str) -> None:
             f"Model path '{path}' is a file. Pass the folder that contains config.json "
             f"(or '{DEFAULT_MODEL_ALIAS}' for the bundled model)."
         )
-    bare_name = not any(sep in name for sep in ("/", "\\", os.sep))  # legacy ids like "gpt2"
-    if not name or name.startswith((".", "/", "~")) or not (bare_name or _HUB_ID.match(name)):
+    if not _is_hub_id(name):
         raise ModelSourceError(
             f"Model path '{name}' does not exist. Pass a local Hugging Face folder (containing "
             "config.json), a hub id such as 'HuggingFaceTB/SmolLM2-135M-Instruct' when online, "
             f"or '{DEFAULT_MODEL_ALIAS}' for the bundled model."
+        )
+
+
+def hub_model_is_cached(model_id: str, hub_cache: Path | None = None) -> bool:
+    """Whether a hub id (org/name, or a bare legacy id) has its config.json in the local
+    Hugging Face cache ($HF_HUB_CACHE unless `hub_cache` is given), so it can load offline."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model_id, "config.json", cache_dir=hub_cache)
+    except ValueError:  # not a valid repo id (huggingface_hub's HFValidationError is a ValueError)
+        return False
+    return isinstance(cached, str)
+
+
+def check_model_on_this_machine(name_or_path: str, hub_cache: Path | None = None) -> None:
+    """Refuse a model that is neither the bundled alias, an existing local path, nor a hub id
+    already in the local Hugging Face cache; raises ModelSourceError saying what to do.
+
+    Why at submit: the machines MoTE Studio targets have no route to the hub, so an uncached
+    'org/name' would only fail minutes later in the worker, after the job waited in the queue.
+    (check_model_choice checks the form of the name and a local folder's files; this checks
+    that the model is here at all.)"""
+    name = name_or_path.strip()
+    if name.lower() in MODEL_ALIASES or Path(name).expanduser().exists():
+        return
+    if not _is_hub_id(name):
+        raise ModelSourceError(
+            f"Model path '{name}' does not exist. Pass a local Hugging Face folder (containing config.json) "
+            f"or '{DEFAULT_MODEL_ALIAS}' for the bundled model."
+        )
+    if not hub_model_is_cached(name, hub_cache):
+        raise ModelSourceError(
+            f"'{name}' is not on this machine: give a local folder or download it first (on a machine with "
+            f"internet: `huggingface-cli download {name}`, then copy the folder or the Hugging Face cache here, "
+            f"or pick '{DEFAULT_MODEL_ALIAS}', the bundled model); the app runs offline."
         )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.spec_checks import JobConfigError, only_settings, out_dir, positive_int
+from jobs.spec_checks import JobConfigError, check_model, check_model_present, only_settings, out_dir, positive_int
 
 SUBJECT_SOURCES = ("train_job", "run", "base")
 DEFAULT_JUDGES = ({"kind": "heuristic"},)
@@ -80,6 +80,7 @@ def parse_subject(where: str, data: Any) -> SubjectSpec:
         if not run.is_dir():
             raise JobConfigError(f"{where}: run={data['run']!r} is not a folder: pass a trained run folder (or its export/).")
         return SubjectSpec(label, run=str(run.resolve()), prompting=pipeline)
+    check_model(f"{where}: base", str(data["base"]))
     return SubjectSpec(label, base=str(data["base"]), prompting=pipeline)
 
 
@@ -122,8 +123,8 @@ def _judges(where: str, data: Any) -> list[dict[str, Any]]:
         if config.kind is JudgeKind.HTTP and config.api_key_env and not os.environ.get(config.api_key_env):
             raise JobConfigError(f"{where}: judges[{index}]: the API key variable {config.api_key_env} is not set: "
                                  f"export {config.api_key_env}=... in the shell that starts MoTE Studio.")
-        if config.kind in (JudgeKind.LOCAL, JudgeKind.CLASSIFIER) and "/" in config.model and not Path(config.model).expanduser().exists():
-            raise JobConfigError(f"{where}: judges[{index}]: model={config.model!r} does not exist: pass a local model folder.")
+        if config.kind in (JudgeKind.LOCAL, JudgeKind.CLASSIFIER):
+            check_model_present(f"{where}: judges[{index}]: model", config.model)
         checked.append(config.to_dict())
     if len(checked) != len({str(c) for c in checked}):
         raise JobConfigError(f"{where}: judges: the same judge is listed twice; remove the copy.")

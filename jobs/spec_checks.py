@@ -41,3 +41,28 @@ def positive_int(where: str, value: Any) -> int | None:
 def out_dir(data: dict[str, Any]) -> str | None:
     """An explicit output folder (absolute), or None for <home>/runs/job-N."""
     return str(Path(data["out"]).expanduser().resolve()) if data.get("out") else None
+
+
+def check_model(where: str, model: str) -> None:
+    """A base model the job will load is here and can load (the bundled alias, a readable
+    safetensors folder, or a hub id already in the local Hugging Face cache), checked without
+    loading it, so a typo or a model never downloaded fails at submit instead of in the worker.
+    The one check behind the Train, Generate and Evaluate forms and the CLI's submits."""
+    from core.model_source import ModelSourceError, check_model_choice, check_model_on_this_machine
+
+    try:
+        check_model_choice(model)
+        check_model_on_this_machine(model)
+    except ModelSourceError as error:
+        raise JobConfigError(f"{where}: {error}") from None
+
+
+def check_model_present(where: str, model: str) -> None:
+    """A judge's model is on this machine (alias, existing path or cached hub id); its files are
+    checked by the judge's own loader, which knows the kind of model it needs."""
+    from core.model_source import ModelSourceError, check_model_on_this_machine
+
+    try:
+        check_model_on_this_machine(model)
+    except ModelSourceError as error:
+        raise JobConfigError(f"{where}: {error}") from None

@@ -37,7 +37,7 @@ from core.training.sharding import accelerate_config_file
 from core.training.sweep import SweepSettings
 from jobs.evaluate_spec import EvaluateSpec, parse_evaluate
 from jobs.records import JobKind
-from jobs.spec_checks import JobConfigError, only_settings, out_dir, positive_int
+from jobs.spec_checks import JobConfigError, check_model, only_settings, out_dir, positive_int
 
 __all__ = ["JobConfigError", "parse_job_config", "parse_train", "parse_generate", "parse_pipeline", "parse_kind"]
 
@@ -126,7 +126,7 @@ def parse_train(data: Any, where: str = "train config", *, chains_required: bool
         raise JobConfigError(f"{where}: give one chain source, not {sources}.")
     if not chains_required and sources:
         raise JobConfigError(f"{where}: a pipeline with generate trains on its own generated chains; remove {sources[0]}.")
-    _check_model(f"{where}: mote: model", mote.model)
+    check_model(f"{where}: mote: model", mote.model)
     chains, extra = data.get("chains"), data.get("extra_chains")
     for key, path in (("chains", chains), ("extra_chains", extra)):
         if path is not None:
@@ -166,22 +166,11 @@ def parse_generate(data: Any, where: str = "generate config") -> GenerateSpec:
                              f"({', '.join(bundled_sets())}) nor an existing file or folder.")
     if questions not in bundled_sets():
         questions = str(Path(questions).expanduser().resolve())
-    _check_model(f"{where}: model", str(data.get("model") or GenerateSpec.model))
+    check_model(f"{where}: model", str(data.get("model") or GenerateSpec.model))
     if generate.generator not in ("self", "openai"):
-        _check_model(f"{where}: generate: generator", generate.generator)
+        check_model(f"{where}: generate: generator", generate.generator)
     return GenerateSpec(generate, questions, str(data.get("model") or GenerateSpec.model),
                         positive_int(f"{where}: limit", data.get("limit")), data.get("dataset_name"), out_dir(data))
-
-
-def _check_model(where: str, model: str) -> None:
-    """The model exists and can load (alias, readable safetensors folder or hub id), checked
-    without loading it, so a typo fails at submit instead of in the worker."""
-    from core.model_source import ModelSourceError, check_model_choice
-
-    try:
-        check_model_choice(model)
-    except ModelSourceError as error:
-        raise JobConfigError(f"{where}: {error}") from None
 
 
 def _check_chains(where: str, chains: Any) -> None:

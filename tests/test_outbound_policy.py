@@ -23,6 +23,7 @@ from jobs.queue import JobQueue
 from jobs.records import Job
 from jobs.specs import JobConfigError
 import launch
+from tests.hub_cache import use_hub_cache
 
 SECRET_ENV, SECRET = "MOTE_TEST_JUDGE_KEY", "sk-test-secret-value"
 REPLY = {"choices": [{"message": {"content": "OK"}, "finish_reason": "stop"}], "usage": {"completion_tokens": 1}}
@@ -137,6 +138,7 @@ def test_a_url_outside_the_allowed_hosts_is_refused(queue):
 
 
 def test_an_allowed_key_reaches_its_allowed_host(queue, listener, monkeypatch):
+    use_hub_cache(monkeypatch, queue.home / "hub", "tiny-model")  # the base model, as if downloaded
     monkeypatch.setenv(SECRET_ENV, SECRET)
     policy = build_policy(key_envs=[f"{SECRET_ENV}=127.0.0.1:{listener.port}"], environ={})
     services = Services(queue, default_model="tiny-model", outbound=policy)
@@ -181,6 +183,7 @@ def test_generator_endpoints_follow_the_same_policy(queue, listener, monkeypatch
 
 def test_the_operator_cli_is_not_restricted(queue, listener, monkeypatch):
     """The operator's own `jobs submit` (no policy) may name any URL and key they hold."""
+    use_hub_cache(monkeypatch, queue.home / "hub", "tiny-model")  # the base model, as if downloaded
     monkeypatch.setenv(SECRET_ENV, SECRET)
     job_id = queue.submit("evaluate", {"subjects": [{"base": "tiny-model"}], "settings": {"limit": 1},
                                        "judges": [http_judge(listener.url, SECRET_ENV)]})

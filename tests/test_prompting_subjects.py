@@ -251,8 +251,11 @@ def test_load_any_subject_builds_a_prompting_subject_and_load_subject_points_to_
     assert isinstance(load_any_subject(f"base:{tiny_dir}", say=lambda _: None), BaseSubject)
 
 
-def test_the_evaluate_flag_and_the_evaluate_config_take_the_prompt_spelling(tmp_path):
+def test_the_evaluate_flag_and_the_evaluate_config_take_the_prompt_spelling(tmp_path, monkeypatch):
     from cli.evaluate import subject_from_flag
+    from tests.hub_cache import use_hub_cache
+
+    use_hub_cache(monkeypatch, tmp_path / "hub", "m")
     from jobs.evaluate_spec import parse_subject
     from jobs.specs import JobConfigError
 
@@ -328,9 +331,12 @@ def test_paired_differences_set_each_pipeline_against_the_plain_prompt_of_the_sa
     assert not any(subject == reference for subject, reference in pairs)
 
 
-def test_the_evaluate_tab_lists_every_pipeline_of_each_base_model_and_queues_them(tmp_path):
+def test_the_evaluate_tab_lists_every_pipeline_of_each_base_model_and_queues_them(tmp_path, monkeypatch):
     from app.services import Services
     from jobs.queue import JobQueue
+    from tests.hub_cache import use_hub_cache
+
+    use_hub_cache(monkeypatch, tmp_path / "hub", "tiny-model")
 
     queue = JobQueue(f"sqlite:///{tmp_path / 'mote.db'}", tmp_path / "home")
     try:

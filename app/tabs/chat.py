@@ -130,12 +130,12 @@ def build_chat_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None:
             check = gr.Checkbox(False, label="stage-4 self-check verdict", elem_id="chat-check")
             colour = gr.Checkbox(False, label="colour tokens by expert", elem_id="chat-colour")
         with gr.Row():
-            temperature = gr.Slider(0.0, 2.0, 0.0, step=0.05, label="temperature (0: greedy)")
+            temperature = gr.Slider(0.0, 2.0, 0.0, step=0.05, label="temperature (0: greedy)", elem_id="chat-temperature")
             top_p = gr.Slider(0.05, 1.0, 1.0, step=0.05, label="top p")
             top_k = gr.Number(0, precision=0, minimum=0, label="top k (0: off)")
             longest = gr.Number(160, precision=0, minimum=1, maximum=4096, label="max tokens per stage", elem_id="chat-max")
             shortest = gr.Number(8, precision=0, minimum=1, maximum=512, label="min tokens per stage", elem_id="chat-min")
-            seed = gr.Number(0, precision=0, minimum=0, label="seed (0: a fresh random seed)")
+            seed = gr.Number(0, precision=0, minimum=0, label="seed (0: a fresh random seed)", elem_id="chat-seed")
     turns = gr.State([])
     gr.on([demo.load, tab.select, refresh.click], actions.subjects, subjects, subjects, api_name="chat_subjects")
     panes.change(lambda n: [gr.update(visible=i < int(n)) for i in range(PANES) for _ in (0, 1)], panes,

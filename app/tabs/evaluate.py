@@ -9,8 +9,9 @@ import pandas as pd
 
 from app.errors import user_facing
 from app.evaluation_services import JOB_PREFIX, EvaluationServices
+from app.markdown_text import without_autolinks
 from app.services import Services
-from app.tables import loss_curves_table
+from app.tables import loss_curve_colours, loss_curves_table
 
 JUDGES = ["heuristic refusal detector", "local LLM judge", "HTTP LLM judge", "local LLM judge, verdict first (small models)"]
 
@@ -71,7 +72,8 @@ class EvaluateActions:
         keep = current_judge if current_judge in report.judges else (report.judges[0] if report.judges else None)
         judges = gr.update(choices=list(report.judges), value=keep)
         charts = [(chart.path, chart.caption) for chart in report.charts]
-        return head + (report.markdown or "The report appears here when the job has finished."), charts, judges
+        body = head + (report.markdown or "The report appears here when the job has finished.")
+        return without_autolinks(body), charts, judges
 
     @user_facing
     def samples(self, job: int | None, judge: str | None) -> pd.DataFrame:
@@ -80,16 +82,22 @@ class EvaluateActions:
 
     @user_facing
     def validation(self, judge: str | None) -> str:
-        return self.services.judge_validation(judge)
+        return without_autolinks(self.services.judge_validation(judge))
 
     @user_facing
     def validate_heuristic(self) -> str:
-        return self.services.validate_heuristic_judge()
+        return without_autolinks(self.services.validate_heuristic_judge())
 
     @user_facing
     def compare(self, jobs: list[int]) -> tuple[pd.DataFrame, str]:
         points, diff = self.services.compare_runs([int(j) for j in jobs or []])
         return loss_curves_table(points), diff
+
+    def curve_colours(self, jobs: list[int] | None) -> dict:
+        """The chart's colour map, sent after its data, as in the Runs tab (RunsActions.curve_colours):
+        Gradio builds the colour scale only when the map changes, from the data it then holds."""
+        points, _ = self.services.compare_runs([int(j) for j in jobs or []])
+        return gr.update(color_map=loss_curve_colours(points))
 
 
 def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None:
@@ -139,4 +147,5 @@ def build_evaluate_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None
     gr.on([judge.change], actions.samples, [job, judge], samples, api_name="evaluation_samples")
     gr.on([judge.change], actions.validation, judge, validation, api_name="judge_validation")
     validate.click(actions.validate_heuristic, None, validation, api_name="validate_heuristic_judge")
-    runs.change(actions.compare, runs, [curves, diff], api_name="compare_runs")
+    runs.change(actions.compare, runs, [curves, diff], api_name="compare_runs").then(
+        actions.curve_colours, runs, curves, api_visibility="private", show_progress="hidden")

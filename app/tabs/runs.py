@@ -13,7 +13,7 @@ import pandas as pd
 
 from app.errors import user_facing
 from app.services import Services
-from app.tables import RUN_COLUMNS, evaluation_side_by_side, loss_curves_table, runs_table, series_colours, settings_diff
+from app.tables import RUN_COLUMNS, evaluation_side_by_side, loss_curve_colours, loss_curves_table, runs_table, settings_diff
 
 COMPARE_HINT = "Click runs in the table (or pick them here) to compare them."
 
@@ -52,7 +52,7 @@ class RunsActions:
         only when the colour map changes, from the data it holds at that moment (so the data
         must already be there), and a run without an entry would be drawn without colour."""
         curves = self.services.compare_runs([int(j) for j in chosen or []]).curves
-        return gr.update(color_map=series_colours(list(dict.fromkeys(p.run for p in curves))))
+        return gr.update(color_map=loss_curve_colours(list(curves)))
 
     def name_of(self, job: float | None) -> str:
         rows = {row.job_id: row.name for row in self.services.runs()}

@@ -40,6 +40,33 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(page):
     expect(turn.locator(".pane-status")).to_have_text("done", timeout=60_000)
 
 
+#: A sampling seed with which the tiny base model's reply to STOP_PROMPT runs long (found by
+#: trying seeds: with most, the tiny random model ends its turn soon after the minimum length,
+#: a second or two on a quiet machine, so Stop could arrive after the end and the test failed at random).
+STOP_SEED = 12
+STOP_PROMPT = "Write a very long story."
+
+
+def test_stop_ends_the_reply_and_the_pane_stops_growing(page):
+    open_tab(page, "Chat")
+    short_replies(page, most=4096, least=512)
+    page.locator("#chat-temperature input[type=number]").fill("1")
+    page.locator("#chat-temperature input[type=number]").press("Tab")
+    fill(page, "chat-seed", STOP_SEED)  # a fixed seed: the same long reply every run
+    fill(page, "chat-prompt", STOP_PROMPT)
+    page.locator("#chat-send").click()
+    status = page.locator("#chat-pane-1 .turn .pane-status")
+    tokens = page.locator("#chat-pane-1 .tok")
+    expect(status).to_have_text("writing", timeout=60_000)
+    expect(tokens.first).to_be_attached(timeout=60_000)
+    page.locator("#chat-stop").click()
+    expect(status).to_have_text("stopped", timeout=30_000)  # the mark that it was stopped, not "done"
+    written = tokens.count()
+    page.wait_for_timeout(2_000)
+    assert tokens.count() == written > 0  # what was written stays; nothing is added after Stop
+    expect(status).to_have_text("stopped")
+
+
 def test_a_second_turn_keeps_the_first_with_its_stage_blocks(page):
     open_tab(page, "Chat")
     short_replies(page)

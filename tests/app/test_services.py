@@ -35,6 +35,7 @@ from jobs.records import Chain, ChainDataset, Job, JobKind, JobStatus, TrainingR
 from jobs.specs import JobConfigError
 from jobs.views import ChainFacets, ChainFilter, JobSort
 from tests.app.conftest import chain_record, write_questions_csv
+from tests.hub_cache import use_hub_cache
 
 
 @pytest.fixture
@@ -72,7 +73,8 @@ def test_preview_lists_kept_questions_and_rejected_rows_with_reasons(services, t
     assert services.question_sets()[0].bundled and "my-set" not in [s.name for s in services.question_sets()]
 
 
-def test_import_saves_a_set_that_generation_can_use(services, tmp_path):
+def test_import_saves_a_set_that_generation_can_use(services, tmp_path, monkeypatch):
+    use_hub_cache(monkeypatch, tmp_path / "hub", "tiny-model")  # the default model, as if downloaded
     ref, report = services.import_question_set(write_questions_csv(tmp_path / "q.csv"), "my-set")
     assert not ref.bundled and Path(ref.source).is_file() and len(report.rejected) == 3
     assert "my-set" in [s.name for s in services.question_sets()]

@@ -107,7 +107,7 @@ def test_kinds_in_motion_counts_queued_running_and_just_ended_jobs(tmp_path):
     try:
         services = Services(queue)
         assert services.kinds_in_motion(10.0) == frozenset()
-        job_id = queue.submit(JobKind.TRAIN, {"mote": {"model": "unused", "train": {"max_steps": 1}}})
+        job_id = queue.submit(JobKind.TRAIN, {"mote": {"model": "smollm2-135m-instruct", "train": {"max_steps": 1}}})
         assert services.kinds_in_motion(10.0) == {JobKind.TRAIN}
         queue.cancel(job_id)  # ended now: still moving within the grace, not after it
         assert services.kinds_in_motion(10.0) == {JobKind.TRAIN}

@@ -36,7 +36,10 @@ def test_judge_from_a_yaml_file(tmp_path):
         judge_from_flag(str(judge))
 
 
-def test_evaluate_verb_builds_a_valid_config():
+def test_evaluate_verb_builds_a_valid_config(tmp_path, monkeypatch):
+    from tests.hub_cache import use_hub_cache
+
+    use_hub_cache(monkeypatch, tmp_path / "hub", "m")  # base model "m", as if downloaded
     args = launch.build_parser().parse_args(["evaluate", "--run", "base:m", "--sets", "eval_harmful,eval_benign",
                                              "--judge", "heuristic", "--limit", "3", "--batch-size", "4", "--detach"])
     spec = parse_job_config("evaluate", evaluate_config(args))

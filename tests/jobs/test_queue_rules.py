@@ -15,6 +15,7 @@ from jobs.lifecycle import MAX_AUTO_RETRIES
 from jobs.queries import list_jobs
 from jobs.records import Job, JobKind, JobStatus
 from jobs.specs import JobConfigError
+from tests.hub_cache import use_hub_cache
 from tests.jobs.conftest import generate_config, job_row, train_config
 
 
@@ -65,6 +66,7 @@ def test_invalid_generate_config_and_references_are_rejected(make_queue, tiny_di
 def test_bad_evaluate_configs_fail_at_submit_with_the_setting_named(make_queue, tmp_path, monkeypatch):
     queue = make_queue()
     monkeypatch.delenv("MOTE_TEST_MISSING_KEY", raising=False)
+    use_hub_cache(monkeypatch, tmp_path / "hub", "m")  # base model "m": downloaded
     cases = [
         ({}, "subjects is empty"),
         ({"subjects": [{"label": "x", "run": str(tmp_path / "nope")}]}, "is not a folder"),
