@@ -256,6 +256,7 @@ def build_demo(services: Services, options: DemoOptions) -> gr.Blocks:
         demo.load(lambda: banner(subjects), None, banner_view, api_visibility="private")
         demo.load(views.runs, None, table, api_name="demo_runs")
     demo.queue(max_size=4 * chat.gate.capacity)
+    demo.visitor_gate = chat.gate  # the operator's handle on who is chatting (tests hold a slot through it)
     return demo
 
 

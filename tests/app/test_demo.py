@@ -12,6 +12,7 @@ import argparse
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -43,8 +44,8 @@ FULL_CHAIN = "full chain"
 
 
 class DemoStudio:
-    def __init__(self, url: str, services: Services, run_job: int) -> None:
-        self.url, self.services, self.run_job = url, services, run_job
+    def __init__(self, url: str, services: Services, run_job: int, gate: VisitorGate) -> None:
+        self.url, self.services, self.run_job, self.gate = url, services, run_job, gate
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def demo_studio(tmp_path_factory, tiny_dir):
         job = wait_job(queue, job_id)
         assert job.status is JobStatus.SUCCEEDED, job.error
         running = start_app(services, ServeOptions(port=free_port(), demo=DemoOptions(limits=LIMITS)), quiet=True)
-        yield DemoStudio(running.local_url, services, job_id)
+        yield DemoStudio(running.local_url, services, job_id, running.demo.visitor_gate)
     finally:
         if running is not None:
             running.demo.close()
@@ -174,15 +175,23 @@ def test_each_visitor_has_a_conversation_of_their_own(demo_studio):
 
 
 def test_two_visitors_at_once_both_get_answers(demo_studio):
+    """The decoding slot is held while both chats arrive, so both must wait (not a race on timing),
+    then both are answered once it frees."""
     visitors = [Client(demo_studio.url, verbose=False, download_files=False) for _ in range(2)]
     specs = [subject_specs(visitor) for visitor in visitors]
-    jobs = [visitor.submit(*spec, f"Question {i}: how do I bake bread?", FULL_CHAIN, 4, True, True, api_name="/demo_chat")
-            for i, (visitor, spec) in enumerate(zip(visitors, specs))]  # sent together
+    with demo_studio.gate.admitted("someone else") as holder:
+        assert holder.wait_for_slot(5)
+        jobs = [visitor.submit(*spec, f"Question {i}: how do I bake bread?", FULL_CHAIN, 4, True, True, api_name="/demo_chat")
+                for i, (visitor, spec) in enumerate(zip(visitors, specs))]  # sent together
+        deadline = time.monotonic() + 60
+        while demo_studio.gate.waiting() < 2 and time.monotonic() < deadline:  # both admitted, both waiting
+            time.sleep(0.05)
+        assert demo_studio.gate.waiting() == 2
     finals = [job.result(timeout=300) for job in jobs]
     for base, run, *_ in finals:
         assert "Safe Answer · expert" in run and "pane-error" not in run + base
-    notes = [output[3] for job in jobs for output in job.outputs()]
-    assert any("Waiting for a free slot" in note for note in notes)  # one chat decodes at a time (chats_at_once=1)
+    for job in jobs:
+        assert any("Waiting for a free slot" in output[3] for output in job.outputs())  # chats_at_once=1
 
 
 def test_one_visitor_gets_a_message_for_a_second_chat_at_once(client):
