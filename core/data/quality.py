@@ -203,7 +203,12 @@ def teaching_warnings(report: QualityReport) -> list[str]:
                         f"harmless requests. {REMEDY}")
     trained = sum(g.flagged_trained for g in report.groups)
     if trained:
-        warnings.append(f"{trained} flagged chains (judged unsafe after every stage) are trained on: the dataset "
-                        "was generated with the flagged-chain policy keep, chosen by the user. Regenerate with "
-                        "the policy regenerate (the default) or choose another dataset.")
+        warnings.append(_kept_flagged_warning(trained))
     return warnings
+
+
+def _kept_flagged_warning(trained: int) -> str:
+    chains = "flagged chain (judged unsafe after every stage) is" if trained == 1 else \
+        "flagged chains (judged unsafe after every stage) are"
+    return (f"{trained} {chains} trained on: the dataset was generated with the flagged-chain policy keep, chosen "
+            "by the user. Regenerate with the policy regenerate (the default) or choose another dataset.")

@@ -78,7 +78,7 @@ def test_the_query_reads_the_report_the_generate_jobs_policy_and_the_warnings(se
     assert (harmful.kept, harmful.declined, harmful.flagged_trained) == (16, 3, 1)
     assert len(view.warnings) == 2
     assert view.warnings[0].startswith("Only 3 of 16 harmful questions' answers decline in this dataset")
-    assert view.warnings[1].startswith("1 flagged chains")
+    assert view.warnings[1].startswith("1 flagged chain (judged unsafe after every stage) is trained on")
     clean = dataset_quality_view(services.queue.sessions, safe(services.queue))
     assert clean.flagged_policy is FlaggedPolicy.REGENERATE and clean.warnings == ()
 
@@ -158,6 +158,7 @@ def test_launch_train_prints_the_same_warning_lines(services):
 def test_the_app_endpoints_show_the_report_and_the_train_warning(studio):
     plain = complying(studio.queue)
     client = Client(studio.url, verbose=False, download_files=False)
+    client.predict(None, api_name="/chain_datasets")  # the picker's choices, as a page load fills them
     panel = client.predict(plain, api_name="/dataset_quality")
     assert "| Safe Answers that decline | 3/16 (19%) | 0/4 (0%) |" in panel and "chosen by the user" in panel
     warning = client.predict(f"dataset:{plain}", api_name="/dataset_warning")
