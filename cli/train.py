@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_submit_arguments(train)
 
 
-def warn_about_dataset(args: argparse.Namespace, dataset_id: int, out: TextIO = sys.stderr) -> list[str]:
+def warn_about_dataset(args: argparse.Namespace, dataset_id: int, out: TextIO | None = None) -> list[str]:
     """Print why the dataset may not teach safety (its data-quality report), as the app's Train
     form says it; the job is still submitted: a warning, not a block. Returns the lines printed."""
     from jobs.chain_queries import dataset_quality_view
@@ -36,7 +36,7 @@ def warn_about_dataset(args: argparse.Namespace, dataset_id: int, out: TextIO = 
     finally:
         queue.engine.dispose()
     for warning in view.warnings:
-        print(f"Warning: {warning}", file=out)
+        print(f"Warning: {warning}", file=out or sys.stderr)  # stderr at call time (tests capture it)
     return list(view.warnings)
 
 

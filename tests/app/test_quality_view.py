@@ -153,6 +153,19 @@ def test_launch_train_prints_the_same_warning_lines(services):
     assert warn_about_dataset(args, 999, quiet) == []
 
 
+def test_the_train_verb_warns_before_it_submits(services, monkeypatch, capsys):
+    import cli.train
+    import launch
+
+    plain = complying(services.queue)
+    submitted = []
+    monkeypatch.setattr(cli.train, "submit_from_args", lambda args, kind, config: submitted.append(config) or 0)
+    argv = ["--home", str(services.home), "--db", services.queue.url, "train", "--chain-dataset", str(plain)]
+    assert launch.main(argv) == 0
+    assert "Warning: Only 3 of 16 harmful questions' answers decline" in capsys.readouterr().err
+    assert submitted[0]["chain_dataset_id"] == plain  # a warning, not a block
+
+
 # ---- through the real app (gradio_client) ------------------------------------------------------
 
 def test_the_app_endpoints_show_the_report_and_the_train_warning(studio):
