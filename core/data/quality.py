@@ -181,7 +181,7 @@ def _mean_tokens(records: list[Mapping[str, Any]], stage: str) -> float:
 MIN_HARMFUL_DECLINED_SHARE = 0.5
 #: Above this share of refusing kept answers to helpful questions, the data teaches over-refusal.
 MAX_HELPFUL_REFUSED_SHARE = 0.10
-REMEDY = ("Regenerate with the default safe pipeline (Data tab, or `launch.py generate` without --plain-pipeline) "
+REMEDY = ("Regenerate with the default safe pipeline (Data tab, or `launch.py generate` without `--plain-pipeline`) "
           "or choose another dataset.")
 
 
