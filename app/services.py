@@ -36,6 +36,7 @@ from jobs.views import (
     ChainFacets,
     ChainFilter,
     ChainView,
+    DatasetQualityView,
     DatasetSummary,
     JobRow,
     JobSort,
@@ -117,6 +118,10 @@ class Services:
 
     def chain(self, chain_pk: int) -> ChainView:
         return chain_queries.stored_chain(self.queue.sessions, chain_pk)
+
+    def dataset_quality(self, dataset_id: int) -> DatasetQualityView:
+        """The dataset's data-quality report, flagged-chain policy and teaching warnings."""
+        return chain_queries.dataset_quality_view(self.queue.sessions, dataset_id)
 
     def flag_chain(self, chain_pk: int, flagged: bool) -> ChainView:
         return commands.set_chain_flag(self.queue.sessions, chain_pk, flagged)

@@ -113,9 +113,14 @@ def _figure(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}"
 
 
+def _chains_cell(row: RunRow) -> str:
+    """The chains a run learns from, with its dataset's flagged-chain policy (keep: flagged chains trained on)."""
+    return f"{row.dataset} (flagged chains: {row.flagged_policy.value})" if row.flagged_policy else row.dataset
+
+
 def runs_table(rows: list[RunRow]) -> pd.DataFrame:
     """One row per run; evaluation figures stay empty until the run has been evaluated."""
-    data = [[r.job_id, r.name, r.method, r.dataset,
+    data = [[r.job_id, r.name, r.method, _chains_cell(r),
              f"{r.steps_done or 0}/{r.total_steps or '?'}", _figure(r.final_loss),
              *(_figure(r.evaluation.get(label)) for label in headline_labels()), r.status.value] for r in rows]
     return pd.DataFrame(data, columns=RUN_COLUMNS)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.evaluation.metrics import METRIC_SPECS, MetricName
+from jobs.chain_queries import training_dataset_policy
 from jobs.kinds import JobKind, JobStatus
 from jobs.records import Job, Metric, TrainingRun
 from jobs.run_names import chains_name, dataset_name_of, job_name
@@ -82,7 +83,8 @@ def _run_row(session: Session, job: Job, evaluations: list[tuple[int, Path, list
     evaluated_by, figures = _newest_evaluation(evaluations, _lineage(session, job))
     return RunRow(job.id, job_name(session, job), str(mote.get("method") or "mote"),
                   chains_name(config, dataset_name_of(session, config)), job.status,
-                  last.step if last else None, total, last.loss if last else None, job.created_at, figures, evaluated_by)
+                  last.step if last else None, total, last.loss if last else None, job.created_at, figures, evaluated_by,
+                  training_dataset_policy(session, config))
 
 
 def run_rows(sessions: sessionmaker[Session], limit: int = 200) -> list[RunRow]:

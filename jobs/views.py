@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.config import FlaggedPolicy
 from core.data.chain_record import ChainRecord
+from core.data.quality import QualityReport
 from core.data.questions import QuestionKind
 from core.stages import ChainShape
 from jobs.kinds import JobKind, JobStatus
@@ -102,6 +104,8 @@ class RunRow:
     evaluation: Mapping[str, float | None] = field(default_factory=dict)
     """Metric label -> value (None: not measured), from the newest finished evaluate job."""
     evaluated_by: int | None = None
+    flagged_policy: FlaggedPolicy | None = None
+    """The flagged-chain policy of the stored dataset it trains on (None: no dataset, or not recorded)."""
 
     @property
     def label(self) -> str:
@@ -136,6 +140,28 @@ class DatasetSummary:
     @property
     def label(self) -> str:
         return f"{self.id}: {self.name} ({self.kept} chains, {self.flagged} flagged)"
+
+
+@dataclass(frozen=True)
+class DatasetQualityView:
+    """A chain dataset's data-quality report, the flagged-chain policy it was generated with, and
+    the reasons (core.data.quality.teaching_warnings) it would not teach safety."""
+
+    dataset_id: int
+    name: str
+    report: QualityReport
+    flagged_policy: FlaggedPolicy | None
+    """From the generate job's settings, else the chains' records; None: not recorded (imported chains)."""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def chains(self) -> int:
+        return sum(group.chains for group in self.report.groups)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether any question carries a label: without one the report cannot say what the answers teach."""
+        return any(group.label != "unlabelled" for group in self.report.groups)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Data tab: question sets (show, import with preview and rejected rows), chain generation, and
-the chain browser (a column per stage, filters, flag / edit / delete, export)."""
+the chain browser (the dataset's data-quality report and flagged-chain policy, a column per
+stage, filters, flag / edit / delete, export)."""
 from __future__ import annotations
 
 import gradio as gr
@@ -8,6 +9,7 @@ import pandas as pd
 from app.chain_browser import ANY, FlagChoice, chain_filter
 from app.errors import user_facing
 from app.services import Services
+from app.tabs.data_quality import quality_panel
 from app.tables import chains_table, questions_table, rejected_table
 from core.config import FlaggedPolicy
 from core.data.questions import QuestionKind
@@ -95,6 +97,13 @@ class DataActions:
     def _newest_finished(self) -> int:
         finished = {job.id for job in self.services.jobs(kind=JobKind.GENERATE) if job.status.finished}
         return max((d.id for d in self.services.chain_datasets() if d.job_id in finished), default=0)
+
+    @user_facing
+    def dataset_quality(self, dataset: int | None) -> str:
+        """The selected dataset's data-quality report: does it teach safety, before training on it?"""
+        if dataset is None:
+            return ""
+        return quality_panel(self.services.dataset_quality(int(dataset)))
 
     @user_facing
     def browse_chains(self, dataset: int | None, shape: str, flag: str, category: str, kind: str,
@@ -214,6 +223,8 @@ def _chain_browser_section(actions: DataActions, demo: gr.Blocks, tab: gr.Tab) -
     with gr.Row():
         dataset = gr.Dropdown(label="Chain dataset", elem_id="chain-dataset", scale=3)
         refresh = gr.Button("Refresh", elem_id="chain-refresh", scale=1)
+    with gr.Accordion("Data-quality report of this dataset", open=True, elem_id="chain-quality-accordion"):
+        quality = gr.Markdown(elem_id="chain-quality")
     with gr.Row():
         shape = gr.Dropdown([ANY, *(s.value for s in ChainShape)], value=ANY, label="shape", elem_id="filter-shape")
         flag = gr.Dropdown(FLAG_CHOICES, value=ANY, label="flag", elem_id="filter-flag")
@@ -244,6 +255,8 @@ def _chain_browser_section(actions: DataActions, demo: gr.Blocks, tab: gr.Tab) -
     browse = {"fn": actions.browse_chains, "inputs": [*filters, page], "outputs": [table, category, kind, count]}
     gr.on([dataset.change, shape.change, flag.change, category.change, kind.change, page.change, refresh.click], **browse,
           api_name="browse_chains")
+    gr.on([dataset.change, refresh.click], actions.dataset_quality, dataset, quality, api_name="dataset_quality",
+          show_progress="hidden")
     table.select(_row_id, None, selected, api_visibility="private")
     selected.change(actions.show_chain, selected, [header, *stages], api_name="show_chain")
     flag_button.click(actions.flag_chain, selected, None, api_name="flag_chain").then(**browse, api_visibility="private").then(

@@ -1,5 +1,6 @@
 """Train tab: preset or saved config, method, the hyperparameter form with valid ranges, the
-equivalent YAML and CLI command, save / load, launch, and a live view of a run (loss and
+equivalent YAML and CLI command, save / load, a warning when the chosen dataset's data-quality
+report says it does not teach safety, launch, and a live view of a run (loss and
 learning-rate charts, progress with ETA, log tail, "new run from this one")."""
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from app.form_fields import build_form
 from app.render import progress_bar
 from app.services import Services
 from app.tables import metric_frames
+from app.tabs.data_quality import train_warning
 from app.train_form import (
     DATASET_PREFIX,
     SAMPLE_SOURCE,
@@ -43,6 +45,15 @@ class TrainActions:
         choices = [*datasets, ("bundled sample chains", SAMPLE_SOURCE)]
         value = current if chosen_by_user or not datasets else datasets[0][1]
         return gr.update(choices=choices, value=value or SAMPLE_SOURCE)
+
+    def dataset_warning(self, source: str | None) -> str:
+        """Beside the dataset picker, before launch: why the chosen dataset may not teach safety
+        (empty for the sample chains, a file, or a dataset whose report gives no reason)."""
+        try:
+            chosen = ChainSource.parse(source)
+            return train_warning(self.services.dataset_quality(chosen.dataset_id)) if chosen.dataset_id else ""
+        except (ValueError, LookupError):  # a half-typed path or a deleted dataset: launch says what is wrong
+            return ""
 
     @user_facing
     def load_config(self, name: str) -> list[Any]:
@@ -136,6 +147,7 @@ def build_train_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None:
         load = gr.Button("Load", elem_id="train-load")
         source = gr.Dropdown([("bundled sample chains", SAMPLE_SOURCE)], value=SAMPLE_SOURCE, allow_custom_value=True,
                              label="Chains to train on (or type a .jsonl path)", elem_id="train-source")
+    dataset_warning = gr.Markdown(elem_id="train-dataset-warning")
     base = gr.State(start.to_dict())
     fields = build_form(form_values(start))
     with gr.Accordion("Equivalent YAML and command line", open=False):
@@ -171,6 +183,8 @@ def build_train_tab(services: Services, demo: gr.Blocks, tab: gr.Tab) -> None:
     gr.on([demo.load, source.change, *(f.change for f in fields)],
           with_named_parameters(actions.default_name, ["chain_source"], ["base"]), [source, *fields, base], run_name,
           api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    gr.on([source.change, tab.select], actions.dataset_warning, source, dataset_warning, api_name="dataset_warning",
+          show_progress="hidden")
     chosen_by_user = gr.State(False)
     source.input(lambda: True, None, chosen_by_user, api_visibility="private")
     gr.on([demo.load, tab.select], actions.chain_sources, [source, chosen_by_user], source, api_visibility="private")

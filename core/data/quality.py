@@ -5,7 +5,9 @@ questions (the bundled model's plain pipeline declined 2 of 16). So harmful and 
 questions are counted apart: how many kept Safe Answers decline (read by the refusal judge, the
 one evaluation uses), how many comply, how sure the checker was (mean P(unsafe)), and what the
 pipeline had to do (flagged, regenerated, dropped, label mismatch, given openings), with the
-chain shapes, tokens per stage and the checker's unparsable verdicts.
+chain shapes, tokens per stage and the checker's unparsable verdicts. `teaching_warnings` turns
+the report into the plain-language reasons a dataset does not teach safety; the app's Train form
+and `launch.py train` show the same lines before a run is launched.
 
 Pure: records in (kept and dropped alike, as the sinks store them), a frozen report out.
 """
@@ -45,6 +47,8 @@ class GroupQuality:
     checks: int
     shapes: dict[str, int]
     mean_tokens: dict[str, float]
+    flagged_trained: int = 0
+    """Flagged chains training still uses: kept under the keep policy, chosen by the user."""
 
     @property
     def declined_share(self) -> float:
@@ -99,6 +103,7 @@ _ROWS = (
     ("Safe Answers that comply", lambda g: _share(g.complied, g.kept)),
     ("mean P(unsafe) of kept answers", lambda g: "n/a" if g.mean_p_unsafe is None else f"{g.mean_p_unsafe:.3f}"),
     ("flagged", lambda g: str(g.flagged)),
+    ("flagged and trained on (keep policy)", lambda g: str(g.flagged_trained)),
     ("regenerated", lambda g: str(g.regenerated)),
     ("dropped", lambda g: str(g.dropped)),
     ("label mismatch", lambda g: str(g.label_mismatch)),
@@ -136,6 +141,7 @@ def _group(label: str, records: list[Mapping[str, Any]]) -> GroupQuality:
         label=label, chains=len(records), kept=len(kept), trainable=sum(1 for r in records if is_trainable(r)),
         declined=declined, complied=len(kept) - declined, mean_p_unsafe=sum(risks) / len(risks) if risks else None,
         flagged=sum(1 for r in records if r.get("flagged")),
+        flagged_trained=sum(1 for r in records if r.get("flagged") and is_trainable(r)),
         regenerated=sum(1 for r in records if len(r.get("attempts") or []) > 1),
         dropped=len(records) - len(kept), label_mismatch=sum(1 for r in records if r.get("label_mismatch")),
         opening_given=sum(1 for r in kept if r.get("opening_given")),
@@ -169,3 +175,40 @@ def _mean_tokens(records: list[Mapping[str, Any]], stage: str) -> float:
         recorded = ((record.get("attempts") or [{}])[-1].get("tokens") or {}).get(stage)
         counts.append(recorded if recorded else len(str(record[stage]).split()))
     return round(sum(counts) / len(counts), 1) if counts else 0.0
+
+
+#: Below this share of declining kept answers to harmful questions, the data teaches the format, not safety.
+MIN_HARMFUL_DECLINED_SHARE = 0.5
+#: Above this share of refusing kept answers to helpful questions, the data teaches over-refusal.
+MAX_HELPFUL_REFUSED_SHARE = 0.10
+REMEDY = ("Regenerate with the default safe pipeline (Data tab, or `launch.py generate` without `--plain-pipeline`) "
+          "or choose another dataset.")
+
+
+def teaching_warnings(report: QualityReport) -> list[str]:
+    """Why training on this dataset would not teach safety, one plain sentence each (empty: no reason).
+
+    Why these three: the method learns whatever the Safe Answers do, so answers that comply with
+    harmful questions teach compliance, answers that refuse helpful ones teach over-refusal, and
+    flagged chains kept on purpose put answers the checker judged unsafe into training.
+    """
+    warnings = []
+    harmful, helpful = report.group("harmful"), report.group("helpful")
+    if harmful is not None and harmful.kept and harmful.declined_share < MIN_HARMFUL_DECLINED_SHARE:
+        warnings.append(f"Only {harmful.declined} of {harmful.kept} harmful questions' answers decline in this "
+                        f"dataset: a model trained on it learns the format, not safety. {REMEDY}")
+    if helpful is not None and helpful.kept and helpful.declined_share > MAX_HELPFUL_REFUSED_SHARE:
+        warnings.append(f"{helpful.declined} of {helpful.kept} helpful questions' answers refuse in this dataset "
+                        f"(more than {MAX_HELPFUL_REFUSED_SHARE:.0%}): a model trained on it learns to refuse "
+                        f"harmless requests. {REMEDY}")
+    trained = sum(g.flagged_trained for g in report.groups)
+    if trained:
+        warnings.append(_kept_flagged_warning(trained))
+    return warnings
+
+
+def _kept_flagged_warning(trained: int) -> str:
+    chains = "flagged chain (judged unsafe after every stage) is" if trained == 1 else \
+        "flagged chains (judged unsafe after every stage) are"
+    return (f"{trained} {chains} trained on: the dataset was generated with the flagged-chain policy keep, chosen "
+            "by the user. Regenerate with the policy regenerate (the default) or choose another dataset.")
