@@ -255,13 +255,7 @@ def check_model_choice(name_or_path: str) -> None:
 def hub_model_is_cached(model_id: str, hub_cache: Path | None = None) -> bool:
     """Whether a hub id (org/name, or a bare legacy id) has its config.json in the local
     Hugging Face cache ($HF_HUB_CACHE unless `hub_cache` is given), so it can load offline."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        cached = try_to_load_from_cache(model_id, "config.json", cache_dir=hub_cache)
-    except ValueError:  # not a valid repo id (huggingface_hub's HFValidationError is a ValueError)
-        return False
-    return isinstance(cached, str)
+    return cached_hub_snapshot(model_id, hub_cache) is not None
 
 
 def check_model_on_this_machine(name_or_path: str, hub_cache: Path | None = None) -> None:
@@ -295,7 +289,24 @@ def resolve_model_path(name_or_path: str, home: Path, say: Callable[[str], None]
         return str(ensure_default_model(home, say))
     check_model_choice(name)
     path = Path(name).expanduser()
-    return str(path.resolve()) if path.is_dir() else name
+    if path.is_dir():
+        return str(path.resolve())
+    cached = cached_hub_snapshot(name)
+    return str(cached) if cached is not None else name
+
+
+def cached_hub_snapshot(model_id: str, hub_cache: Path | None = None) -> Path | None:
+    """The local snapshot folder of a hub id already in the Hugging Face cache, else None.
+
+    Why: loading the folder (offline, local_files_only) never waits on a connection attempt,
+    which a hub id would make first on a machine with no route to the hub."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(model_id, "config.json", cache_dir=hub_cache)
+    except ValueError:
+        return None
+    return Path(config).parent if isinstance(config, str) else None
 
 
 def load_base_model(

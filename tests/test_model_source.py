@@ -169,3 +169,14 @@ def test_bundled_model_converts_once_and_loads(model_home: Path) -> None:
     state = describe_default_model(model_home)
     assert state["package_installed"] and state["converted"]
     assert state["size_bytes"] > 400e6
+
+
+def test_a_cached_hub_id_resolves_to_its_local_snapshot_folder(tmp_path, monkeypatch):
+    """A downloaded hub model loads from its cache folder (offline), never as a hub id to fetch."""
+    from core.model_source import resolve_model_path
+    from tests.hub_cache import use_hub_cache, write_cached_hub_model
+
+    use_hub_cache(monkeypatch, tmp_path / "hub", "org/cached-model")
+    snapshot = write_cached_hub_model(tmp_path / "hub", "org/cached-model")
+    assert resolve_model_path("org/cached-model", tmp_path / "home", say=lambda _: None) == str(snapshot)
+    assert resolve_model_path("org/not-downloaded", tmp_path / "home", say=lambda _: None) == "org/not-downloaded"
