@@ -90,3 +90,16 @@ def test_the_serve_verb_loads_a_prompting_subject(tiny_dir, tmp_path, monkeypatc
     assert isinstance(subject, PromptingSubject) and subject.pipeline is PromptingPipeline.ALIGNCOT
     assert isinstance(subject.inner, BaseSubject) and served["model_id"] == spec
     assert f"Serving {spec}" in capsys.readouterr().out
+
+
+def test_prompt_tokens_are_counted_with_the_writing_models_tokenizer(tiny_base):
+    """Not UTF-8 bytes (the fallback for subjects without a tokenizer), which would refuse prompts
+    that fit the server's max_prompt_tokens."""
+    from core.serving.limits import count_prompt_tokens
+
+    # the tiny tokenizer is bytes without merges; its ChatML specials are one token each
+    messages = [{"role": "user", "content": "Is this safe?<|im_end|>" * 20}]
+    subject = PromptingSubject.around(tiny_base, PromptingPipeline.ALIGNCOT)
+    assert subject.tokenizer is tiny_base.tokenizer
+    counted = count_prompt_tokens(subject, messages)
+    assert counted == count_prompt_tokens(tiny_base, messages) < len(messages[0]["content"].encode("utf-8"))
