@@ -132,6 +132,7 @@ def history_messages(turns: Sequence[ChatTurn], pane: int) -> list[dict[str, str
             messages += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": state.answer}]
     return messages
 
+
 def prompting_writer(subject: ChatSubject) -> str | None:
     """The expert that writes a prompting subject's turns ('base', or a run's answer expert, e.g.
     'answer + shared'); None for any other subject."""
