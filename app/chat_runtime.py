@@ -17,6 +17,9 @@ says how sure the checker is.
 Why a conversation keeps every turn: researchers compare how models answer a series of
 questions; each turn keeps its own stage blocks. A MoTE chain answers one question (spec
 section 5), so earlier turns are sent as chat messages and the subject decides what to replay.
+Why prompting subjects (prompt:PIPELINE:SUBJECT) show who wrote each block: their stages are
+plain chat turns, all written by one model (the base weights, or a run's answer expert), so a
+block is labelled with that writer and the turn's prompt, never with a stage expert it did not use.
 """
 from __future__ import annotations
 
@@ -29,10 +32,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.decoding.chain_programs import GenerationSettings, StageEvent, StageEventKind
+from core.decoding.chain_programs import GenerationSettings, StageEvent, StageEventKind, expert_label
 from core.decoding.label_scores import score_labels
 from core.decoding.sampling import fresh_seed
-from core.decoding.subjects import BaseSubject, ChatSubject, MoteSubject, Prompt, SubjectReply, load_subject
+from core.decoding.subjects import BASE_EXPERT, BaseSubject, ChatSubject, MoteSubject, Prompt, SubjectReply
+from core.stages import Stage
+from core.synthesis.prompting_subject import PromptingSubject, load_any_subject
 from core.synthesis.prompts import load_prompt_set
 
 #: Seconds between two screen updates while tokens stream (a browser needs no more).
@@ -87,10 +92,14 @@ class PaneState:
     seed: int | None = None
     """The sampling seed of the reply, shown so it can be typed back to reproduce it (None when
     decoding is greedy: the seed then changes nothing)."""
+    writer: str | None = None
+    """Who writes every turn of a prompting subject (see prompting_writer); None for subjects
+    whose events name their own expert."""
 
     def observe(self, event: StageEvent) -> None:
         if event.kind is StageEventKind.START:
-            self.blocks.append(StageBlock(event.stage.name.lower(), event.stage.label, event.expert))
+            expert = f"{self.writer} · {event.expert} prompt" if self.writer else event.expert
+            self.blocks.append(StageBlock(event.stage.name.lower(), event.stage.label, expert))
         elif event.kind is StageEventKind.TEXT:
             self.blocks[-1].pieces.append(event.text)
         elif event.kind is StageEventKind.END:
@@ -123,11 +132,30 @@ def history_messages(turns: Sequence[ChatTurn], pane: int) -> list[dict[str, str
             messages += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": state.answer}]
     return messages
 
+
+def prompting_writer(subject: ChatSubject) -> str | None:
+    """The expert that writes a prompting subject's turns ('base', or a run's answer expert, e.g.
+    'answer + shared'); None for any other subject."""
+    if not isinstance(subject, PromptingSubject):
+        return None
+    if isinstance(subject.inner, MoteSubject):
+        return expert_label(subject.inner.mote, Stage.ANSWER)
+    return BASE_EXPERT
+
+
+def checked_subject(subject: ChatSubject) -> ChatSubject:
+    """The subject whose weights run the self-check: a prompting subject's own model."""
+    if isinstance(subject, PromptingSubject) and subject.inner is not None:
+        return subject.inner
+    return subject
+
+
 class ChatRuntime:
-    """Loads subjects on first use and keeps the `max_loaded` most recently used in memory."""
+    """Loads subjects on first use (every spelling, prompting pipelines included) and keeps the
+    `max_loaded` most recently used in memory."""
 
     def __init__(self, home: Path, *, max_loaded: int = 3,
-                 loader: Callable[..., ChatSubject] = load_subject) -> None:
+                 loader: Callable[..., ChatSubject] = load_any_subject) -> None:
         self.home, self.max_loaded, self.loader = Path(home), max_loaded, loader
         self._subjects: OrderedDict[str, ChatSubject] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
@@ -162,6 +190,7 @@ class ChatRuntime:
         template = load_prompt_set()["check"]
         messages = template.messages(question=question, answer=answer)
         labels = [SAFE_LABEL, UNSAFE_LABEL]
+        subject = checked_subject(subject)
         if isinstance(subject, MoteSubject):
             with subject.mote.router.disabled():
                 scores = score_labels(subject.mote.model, subject.mote.tokenizer, [messages], labels,
@@ -180,7 +209,7 @@ def _run_pane(runtime: ChatRuntime, pane: PaneState, question: str, prompt: Prom
             pane.status = "loading the model (the first time takes a while)" if not runtime.is_loaded(pane.spec) else "writing"
             updates.put(pane)
             subject = runtime.subject(pane.spec)
-            pane.title, pane.status = subject.label, "writing"
+            pane.title, pane.status, pane.writer = subject.label, "writing", prompting_writer(subject)
             reply = SubjectReply()
             stream = subject.stream(prompt, settings, reply=reply)
             try:

@@ -21,6 +21,7 @@ from app.train_form import ChainSource, cli_command
 from core.outbound import LOOPBACK_ONLY, OutboundPolicy
 from core.config import GenerateConfig, MoteConfig, load_preset, preset_names
 from core.data.questions import ImportReport, Question
+from core.decoding.subject_ref import PromptingPipeline, SubjectRef, SubjectRefKind
 from core.decoding.subjects import BASE_PREFIX
 from core.stages import Stage
 from jobs import chain_queries, commands, run_queries
@@ -64,6 +65,17 @@ class ChatSubjectChoice:
 
     label: str
     spec: str
+
+
+def with_prompting_pipelines(choices: list[ChatSubjectChoice]) -> list[ChatSubjectChoice]:
+    """`choices`, then every prompting pipeline (the paper's Table 3) over each base model among
+    them, e.g. "aligncot prompting · base model: smollm2-135m-instruct": so a pane can show what
+    the prompts alone give next to a trained run."""
+    bases = [choice for choice in choices if SubjectRef.parse(choice.spec).kind is SubjectRefKind.BASE]
+    prompted = [ChatSubjectChoice(f"{pipeline.value} prompting · {base.label}",
+                                  str(SubjectRef.prompt(pipeline, SubjectRef.parse(base.spec))))
+                for base in bases for pipeline in PromptingPipeline]
+    return [*choices, *prompted]
 
 
 class Services:

@@ -1,4 +1,4 @@
-"""`launch.py serve`: a run (or base:MODEL) as an OpenAI-compatible chat-completions API."""
+"""`launch.py serve`: a run, base:MODEL or prompt:PIPELINE:SUBJECT as an OpenAI-compatible chat-completions API."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,8 @@ DEFAULT_PORT = 8000
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="serve a run or a base model as an OpenAI-compatible API (/v1/chat/completions)")
-    serve.add_argument("--run", required=True, help="run folder, its export folder, or base:MODEL (alias, folder or hub id)")
+    serve.add_argument("--run", required=True, help="run folder, its export folder, base:MODEL (alias, folder or hub id), or "
+                            "prompt:PIPELINE:SUBJECT (e.g. prompt:aligncot:base:smollm2-135m-instruct)")
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     serve.add_argument("--model-id", help="model name shown to clients (default: the run's label, e.g. mote:RUN)")
@@ -30,12 +31,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve a run (or base:MODEL) as an OpenAI-compatible chat-completions API until Ctrl+C."""
+    """Serve a run, base:MODEL or a prompting pipeline as an OpenAI-compatible API until Ctrl+C."""
     from core.decoding.chain_programs import GenerationSettings
-    from core.decoding.subjects import load_subject
     from core.serving.access import check_exposure, resolve_api_key
     from core.serving.limits import ServeLimits
     from core.serving.server import base_url, check_port, serve_openai_api
+    from core.synthesis.prompting_subject import load_any_subject
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size {args.batch_size} is out of range: use an integer >= 1.")
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     limits = ServeLimits(max_prompt_tokens=args.max_prompt_tokens, max_completion_tokens=args.max_completion_tokens,
                          max_total_tokens=args.max_total_tokens)
     check_port(args.host, args.port)  # before the model loads
-    subject = load_subject(args.run, home=home_from(args))
+    subject = load_any_subject(args.run, home=home_from(args))
     model_id = args.model_id or subject.label
     print(f"Serving {subject.label} ({subject.kind.value}) as model '{model_id}'.\n"
           f"OpenAI clients: base URL {base_url(args.host, args.port)}  (Ctrl+C stops)"

@@ -1,4 +1,5 @@
-"""Chat tab: two or three panes side by side (base model, any run's MoTE model or a baseline),
+"""Chat tab: two or three panes side by side (base model, any run's MoTE model or a baseline, or a
+prompting pipeline over the base model: "aligncot prompting · base model: ..."),
 one prompt to all, streamed as collapsible stage blocks labelled with stage and active expert;
 a conversation of several turns (every turn's stage blocks kept) with Stop and Clear; token
 colouring by expert with its legend, a forced-path selector, the stage-4 self-check, sampling.
@@ -17,9 +18,9 @@ import gradio as gr
 
 from app.chat_runtime import ChatRuntime, ChatTurn, PaneState, history_messages, stream_panes
 from app.render import expert_legend, render_conversation
-from app.services import Services
+from app.services import Services, with_prompting_pipelines
 from core.decoding.chain_programs import GenerationSettings
-from core.decoding.subjects import BASE_PREFIX
+from core.decoding.subject_ref import SubjectRef, SubjectRefKind
 from core.stages import ChainShape
 
 PANES = 3
@@ -36,11 +37,12 @@ class ChatActions:
         """The running conversation's stop switch, per browser session."""
 
     def subjects(self, subject_1: str | None, subject_2: str | None, subject_3: str | None) -> list[dict]:
-        """Refresh the model lists; keep each pane's choice, else base model, newest run, next run."""
+        """Refresh the model lists (base models, runs, then the prompting pipelines over each base
+        model); keep each pane's choice, else base model, newest run, next run."""
         current = (subject_1, subject_2, subject_3)
-        choices = [(c.label, c.spec) for c in self.services.chat_subjects()]
+        choices = [(c.label, c.spec) for c in with_prompting_pipelines(self.services.chat_subjects())]
         specs = [spec for _, spec in choices]
-        runs = [s for s in specs if not s.startswith(BASE_PREFIX)]
+        runs = [s for s in specs if SubjectRef.parse(s).kind is SubjectRefKind.RUN_DIR]
         defaults = [specs[0] if specs else None, *(runs[:2] + [None, None])[:2]]
         return [gr.update(choices=choices, value=value if value in specs else default)
                 for value, default in zip(current, defaults)]

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers import PreTrainedTokenizerBase
+
 from core.decoding.chain_programs import GenerationSettings, StageEvent, StageEventKind
 from core.decoding.completions import Completion, CompletionRequest, FinishReason, LocalGenerator, TextGenerator
 from core.decoding.sampling import fresh_seed
@@ -150,6 +152,16 @@ class PromptingSubject(ChatSubject):
         self.inner = inner
         """The subject whose model writes the turns (kept so its model stays loaded)."""
         self.kind = inner.kind if inner is not None else BaseSubject.kind
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase | None:
+        """The tokenizer of the model that writes the turns (the server counts prompt tokens with
+        it, core.serving.limits); None when no local model writes them."""
+        if isinstance(self.inner, BaseSubject):
+            return self.inner.tokenizer
+        if isinstance(self.inner, MoteSubject):
+            return self.inner.mote.tokenizer
+        return None
 
     @classmethod
     def around(cls, inner: ChatSubject, pipeline: PromptingPipeline, *, label: str | None = None,
