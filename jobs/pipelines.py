@@ -50,10 +50,24 @@ def pipeline_config(preset: str | None, generate: dict[str, Any], train: dict[st
     chosen = {k: v for k, v in generate.items() if v is not None and k != "generate"}
     settings = {**(base.get("generate") or {}), **(generate.get("generate") or {})}
     extra = shipped_chains_path(train_chains or defaults.get("train_chains"), PIPELINES_DIR, "--train-chains")
+    train = with_step_cap(train, defaults.get("train_max_steps"))
     return {"generate": {**base, **chosen, "generate": settings},
             "train": {**train, "extra_chains": str(extra)} if extra else train,
             "methods": methods or defaults.get("methods"),
             "evaluate": (defaults.get("evaluate") or {"settings": {}}) if evaluate else None}
+
+
+def with_step_cap(train: dict[str, Any], cap: Any) -> dict[str, Any]:
+    """The preset's `train_max_steps` as each method's max_steps, unless the user set one (--max-steps).
+
+    Why a cap and not fewer epochs: a pipeline that trains on hundreds of shipped chains must still
+    fit its time budget, whatever the size of the dataset."""
+    mote = train.get("mote")
+    if cap is None or not isinstance(mote, dict) or (mote.get("train") or {}).get("max_steps") is not None:
+        return train
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+        raise JobConfigError(f"train_max_steps: {cap!r} is not a positive whole number of optimizer steps.")
+    return {**train, "mote": {**mote, "train": {**(mote.get("train") or {}), "max_steps": cap}}}
 
 
 def shipped_chains_path(value: str | None, folder: Path, where: str) -> Path | None:

@@ -76,3 +76,15 @@ def test_a_train_job_reads_its_setting_only_from_a_sweep_job(make_queue, chains_
     assert queue.get(follower).config["setting_from_job"] == sweep
     with pytest.raises(JobConfigError, match="sweep: setting='train.seed' cannot be swept"):
         queue.submit("train", {"mote": {}, "chains": str(chains_file), "sweep": {"setting": "train.seed", "values": [1, 2]}})
+
+
+def test_the_quick_preset_caps_each_methods_steps_unless_the_user_sets_them():
+    from jobs.pipelines import with_step_cap
+
+    sample = str(bundled_sample_chains_path())
+    capped = pipeline_config("quick", {}, {"mote": {"train": {"epochs": 2}}}, methods=None, evaluate=False, train_chains=sample)
+    assert capped["train"]["mote"]["train"] == {"epochs": 2, "max_steps": 48}
+    mine = pipeline_config("quick", {}, {"mote": {"train": {"max_steps": 5}}}, methods=None, evaluate=False, train_chains=sample)
+    assert mine["train"]["mote"]["train"]["max_steps"] == 5  # --max-steps wins
+    with pytest.raises(JobConfigError, match="train_max_steps"):
+        with_step_cap({"mote": {}}, 0)
