@@ -103,3 +103,15 @@ def test_prompt_tokens_are_counted_with_the_writing_models_tokenizer(tiny_base):
     assert subject.tokenizer is tiny_base.tokenizer
     counted = count_prompt_tokens(subject, messages)
     assert counted == count_prompt_tokens(tiny_base, messages) < len(messages[0]["content"].encode("utf-8"))
+
+
+def test_a_prompting_subjects_token_budget_counts_every_turn(tiny_base):
+    """The server's total-token check counts each turn the pipeline writes, not the answer alone."""
+    from core.serving.limits import completion_budget
+
+    settings = GenerationSettings(max_stage_tokens=10, stage_limits={"answer": 7})
+    aligncot = PromptingSubject.around(tiny_base, PromptingPipeline.ALIGNCOT)
+    critique = PromptingSubject.around(tiny_base, PromptingPipeline.CRITIQUE_REVISE)
+    assert completion_budget(tiny_base, settings) == 7
+    assert completion_budget(aligncot, settings) == 10 + 10 + 7  # analysis, guidance, answer turns
+    assert completion_budget(critique, settings) == sum(settings.limit(step.stage) for step in critique.steps) > 7

@@ -38,7 +38,7 @@ from core.decoding.subject_ref import BASE_PREFIX, SubjectRef, SubjectRefKind, S
 from core.decoding.text import end_of_turn_ids, question_prompt_ids
 from core.experts.export import MOTE_FILE, read_manifest
 from core.experts.model import MoteModel
-from core.stages import ChainShape, Stage, shape_of
+from core.stages import CHAIN_STAGES, ChainShape, Stage, shape_of
 
 BASE_EXPERT = "base"
 #: What `load_subject` accepts, quoted in its errors.
@@ -51,6 +51,9 @@ ACCEPTED_SPECS = (
 Prompt = str | Sequence[Mapping[str, Any]]
 Say = Callable[[str], None]
 
+
+#: Start and end marker of each stage a chain model writes.
+MARKERS_PER_STAGE = 2
 
 class SubjectKind(str, enum.Enum):
     """What a subject is: a plain base model, a MoTE model, or a baseline / ablation run."""
@@ -164,6 +167,15 @@ class ChatSubject(abc.ABC):
         question, settings = _question_and_settings(prompt, settings)
         reply = reply if reply is not None else SubjectReply()
         return self._locked(question, settings, reply)
+
+    def completion_budget(self, settings: GenerationSettings) -> int:
+        """The most tokens one reply may generate under `settings`: every stage it may write, at its
+        limit, plus its markers (a base model writes the answer stage alone). A server checks a
+        request's total against it before any token is spent."""
+        if self.kind is SubjectKind.BASE:
+            return settings.limit(Stage.ANSWER)
+        stages = settings.path.stages if settings.path is not None else CHAIN_STAGES
+        return sum(settings.limit(stage) + MARKERS_PER_STAGE for stage in stages)
 
     def answer(self, prompt: Prompt, settings: GenerationSettings | None = None) -> SubjectReply:
         """The whole reply (non-streaming)."""

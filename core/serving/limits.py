@@ -12,12 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.decoding.chain_programs import GenerationSettings
-from core.decoding.subjects import ChatSubject, SubjectKind
+from core.decoding.subjects import ChatSubject
 from core.serving.schema import RequestError
 from core.stages import CHAIN_STAGES, Stage
-
-#: Marker tokens a chain may add around its stages (a start and an end marker per stage).
-_MARKERS_PER_STAGE = 2
 
 
 @dataclass(frozen=True)
@@ -54,11 +51,9 @@ def count_prompt_tokens(subject: ChatSubject, messages: Sequence[dict[str, str]]
 
 
 def completion_budget(subject: ChatSubject, settings: GenerationSettings) -> int:
-    """The most tokens the reply may generate: every stage it may write, at its limit, plus markers."""
-    if subject.kind is SubjectKind.BASE:
-        return settings.limit(Stage.ANSWER)
-    stages = settings.path.stages if settings.path is not None else CHAIN_STAGES
-    return sum(settings.limit(stage) + _MARKERS_PER_STAGE for stage in stages)
+    """The most tokens the reply may generate (the subject knows: a chain's stages, a prompting
+    pipeline's turns)."""
+    return subject.completion_budget(settings)
 
 
 def check_request(limits: ServeLimits, subject: ChatSubject, messages: Sequence[dict[str, str]],

@@ -163,6 +163,10 @@ class PromptingSubject(ChatSubject):
             return self.inner.mote.tokenizer
         return None
 
+    def completion_budget(self, settings: GenerationSettings) -> int:
+        """Every turn of the pipeline at its stage's limit (a critique-revise reply writes three)."""
+        return sum(settings.limit(step.stage) for step in self.steps)
+
     @classmethod
     def around(cls, inner: ChatSubject, pipeline: PromptingPipeline, *, label: str | None = None,
                templates: PipelineTemplates | None = None) -> PromptingSubject:
