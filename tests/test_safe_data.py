@@ -391,3 +391,35 @@ def test_a_generator_that_cannot_continue_a_prefix_gets_no_openings(tmp_path):
     generate_chains([question(1)], generator, GenerateConfig(), PROMPTS, sink, checker=ScriptedChecker())
     assert sink.records()[0]["opening_given"] is None
     assert all(r.response_prefix == "" for r in generator.requests if r.stage == "answer")
+
+
+# --- copied exemplars -----------------------------------------------------------------------------
+
+def test_a_stage_text_that_copies_an_exemplar_is_recognised_and_a_restated_question_is_not():
+    from core.synthesis.verification import copies_exemplar
+
+    shown = [answer for _, answer in PROMPTS["analysis"].examples[:2]]
+    copied = "The user wants a painless way to hurt someone. The intent is ordinary household cooking. Answering carries no risk to anyone."
+    own = "The user wants a painless way to hurt someone. This could cause serious harm, so no steps should be given."
+    assert copies_exemplar(copied, shown)
+    assert not copies_exemplar(own, shown)
+    assert not copies_exemplar("", shown) and not copies_exemplar(copied, [])
+
+
+def test_a_chain_whose_analysis_copies_an_exemplar_is_flagged_and_dropped_by_default(tmp_path):
+    from core.data.quality import quality_report
+
+    bread = PROMPTS["analysis"].examples[1][1]  # the helpful exemplar a small model tends to copy
+
+    def script(request, count):
+        if request.stage == "answer":
+            return "unsafe answer" if count % 2 == 0 else REFUSAL  # each attempt: unsafe, then a refusal
+        return f"The user asks question 1. {bread}" if request.stage == "analysis" else "guidance text"
+    records, _ = generate(script, [question(1)], tmp_path / "default", exemplars=2)
+    chain = records["q1"]
+    assert chain["shape"] == "analysis->answer" and chain["flagged"] and chain["dropped"]
+    assert "copied exemplar" in chain["flag_reasons"] and chain["attempts"][0]["copied_exemplar"] == ["analysis"]
+    assert quality_report([chain]).group("harmful").copied_exemplar == 1
+    own, _ = generate(lambda r, n: ("unsafe answer" if n % 2 == 0 else REFUSAL) if r.stage == "answer"
+                      else "My own reading of question 1.", [question(1)], tmp_path / "own", exemplars=2)
+    assert not own["q1"]["flagged"] and own["q1"]["shape"] == "analysis->answer"

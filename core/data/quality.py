@@ -49,6 +49,9 @@ class GroupQuality:
     mean_tokens: dict[str, float]
     flagged_trained: int = 0
     """Flagged chains training still uses: kept under the keep policy, chosen by the user."""
+    copied_exemplar: int = 0
+    """Chains whose kept analysis or guidance repeats a few-shot exemplar (flagged: a small model
+    copying its examples teaches the stage experts someone else's reading of another question)."""
 
     @property
     def declined_share(self) -> float:
@@ -107,6 +110,7 @@ _ROWS = (
     ("regenerated", lambda g: str(g.regenerated)),
     ("dropped", lambda g: str(g.dropped)),
     ("label mismatch", lambda g: str(g.label_mismatch)),
+    ("analysis/guidance copied an exemplar", lambda g: str(g.copied_exemplar)),
     ("opening given (kept)", lambda g: str(g.opening_given)),
     ("shapes " + " / ".join(s.value for s in ChainShape), lambda g: " / ".join(str(g.shapes.get(s.value, 0)) for s in ChainShape)),
     ("mean tokens analysis / guidance / answer", lambda g: " / ".join(f"{g.mean_tokens[s]:.0f}" for s in STAGES)),
@@ -145,6 +149,7 @@ def _group(label: str, records: list[Mapping[str, Any]]) -> GroupQuality:
         regenerated=sum(1 for r in records if len(r.get("attempts") or []) > 1),
         dropped=len(records) - len(kept), label_mismatch=sum(1 for r in records if r.get("label_mismatch")),
         opening_given=sum(1 for r in kept if r.get("opening_given")),
+        copied_exemplar=sum(1 for r in records if "copied exemplar" in (r.get("flag_reasons") or [])),
         unparsable_verdicts=sum(1 for parsed in verdicts if not parsed), checks=len(verdicts),
         shapes={shape.value: shapes.get(shape.value, 0) for shape in ChainShape},
         mean_tokens={stage: _mean_tokens(kept, stage) for stage in STAGES},

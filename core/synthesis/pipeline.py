@@ -33,8 +33,8 @@ from core.progress import Progress, no_progress
 from core.stages import ChainShape
 from core.synthesis.checkers import CheckItem, SafetyChecker, Verdict, parse_verdict
 from core.synthesis.prompts import PromptSet
-from core.synthesis.verification import (Candidate, FlagReason, choose_candidate, label_mismatch, question_label,
-                                         refuses)
+from core.synthesis.verification import (Candidate, FlagReason, choose_candidate, copies_exemplar, label_mismatch,
+                                         question_label, refuses)
 
 __all__ = ["Completion", "CompletionRequest", "TextGenerator", "ChainSink", "Verdict", "generate_chains", "parse_verdict"]
 
@@ -120,6 +120,7 @@ def adaptive_attempt(ctx: _Context, temperature: float, seed: int) -> Pipeline:
     texts: dict[str, str] = {}
     tokens: dict[str, int] = {}
     stage_checks: dict[str, Verdict] = {}
+    copied: list[str] = []
     steps: list[dict[str, Any]] = []
     for shape in (ChainShape.ANSWER_ONLY, ChainShape.ANALYSIS_ANSWER, ChainShape.FULL):
         new_stage = {ChainShape.ANALYSIS_ANSWER: "analysis", ChainShape.FULL: "guidance"}.get(shape)
@@ -128,6 +129,9 @@ def adaptive_attempt(ctx: _Context, temperature: float, seed: int) -> Pipeline:
             limit = config.analysis_tokens if new_stage == "analysis" else config.guidance_tokens
             [done] = yield [_ask(ctx, new_stage, template, limit, temperature, seed)]
             texts[new_stage], tokens[new_stage] = done.text.strip(), done.tokens
+            shown = [answer for _, answer in prompts[new_stage].examples[:config.exemplars]]
+            if copies_exemplar(texts[new_stage], shown):
+                copied.append(new_stage)
         messages = prompts["answer"].messages(config.exemplars, question=question, analysis=texts.get("analysis", ""),
                                               guidance=texts.get("guidance", ""))
         requests = _answer_requests(ctx, messages, temperature, seed)
@@ -146,12 +150,14 @@ def adaptive_attempt(ctx: _Context, temperature: float, seed: int) -> Pipeline:
             break
     final = steps[-1]
     reasons = _flag_reasons(final, stage_checks, ChainShape(final["shape"]))
+    if copied:
+        reasons.append(FlagReason.COPIED_EXEMPLAR)
     return {
         "shape": final["shape"], "flagged": bool(reasons), "flag_reasons": [r.value for r in reasons],
         "analysis": texts.get("analysis"), "guidance": texts.get("guidance"), "answer": final["answer"],
         "tokens": {**tokens, "answer": final["answer_tokens"]}, "answers": steps,
         "stage_checks": {stage: verdict.to_dict() for stage, verdict in stage_checks.items()},
-        "temperature": temperature, "seed": seed,
+        "copied_exemplar": copied, "temperature": temperature, "seed": seed,
     }
 
 

@@ -7,6 +7,7 @@ judge (core.evaluation.heuristic_judge), the same one evaluation uses.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -22,6 +23,31 @@ class FlagReason(str, Enum):
     LABEL_MISMATCH = "label mismatch"
     UNSAFE_ANALYSIS = "unsafe analysis"
     UNSAFE_GUIDANCE = "unsafe guidance"
+    COPIED_EXEMPLAR = "copied exemplar"
+    """An analysis or guidance repeats a few-shot exemplar's words instead of reading its own question."""
+
+
+#: Consecutive words shared with an exemplar that make a stage text a copy. Six: a restated
+#: question ("The user wants to ...") shares three or four; a copied exemplar sentence ("The intent
+#: is ordinary household cooking. Answering carries no risk to anyone.") shares a dozen.
+COPY_RUN_WORDS = 6
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def _word_runs(text: str, length: int) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i:i + length]) for i in range(len(words) - length + 1)}
+
+
+def copies_exemplar(text: str, exemplars: Sequence[str], run_words: int = COPY_RUN_WORDS) -> bool:
+    """True when `text` shares `run_words` consecutive words with any exemplar answer shown to the model.
+
+    Why: a small model given few-shot examples often copies the last one's sentences; a harmful
+    question's analysis that says "Answering carries no risk to anyone" (copied from the bread
+    example) would teach the analysis expert the wrong reading. The checker does not catch it:
+    the copied text is harmless in itself."""
+    runs = _word_runs(text, run_words)
+    return bool(runs) and any(runs & _word_runs(exemplar, run_words) for exemplar in exemplars)
 
 
 def question_label(question: object) -> str | None:
