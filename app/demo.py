@@ -18,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from app.chart_images import gallery_items
 from app.chat_runtime import ChatRuntime, PaneState, stream_panes
 from app.demo_options import DemoLimits, DemoOptions
 from app.errors import user_facing
@@ -221,7 +222,7 @@ class DemoViews:
             return "No finished evaluation yet.", [], gr.update(choices=[])
         report = self.services.evaluation.evaluation_report(self._finished(job))
         keep = judge if judge in report.judges else (report.judges[0] if report.judges else None)
-        charts = [(chart.path, chart.caption) for chart in report.charts]
+        charts = gallery_items(report.charts)
         return without_autolinks(report.markdown or ""), charts, gr.update(choices=list(report.judges), value=keep)
 
     @user_facing

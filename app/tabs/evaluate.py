@@ -7,6 +7,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from app.chart_images import gallery_items
 from app.errors import user_facing
 from app.evaluation_services import JOB_PREFIX, EvaluationServices
 from app.markdown_text import without_autolinks
@@ -71,7 +72,7 @@ class EvaluateActions:
         head = f"**Job {report.job_id} {report.status.value}** — {report.message}\n\n"
         keep = current_judge if current_judge in report.judges else (report.judges[0] if report.judges else None)
         judges = gr.update(choices=list(report.judges), value=keep)
-        charts = [(chart.path, chart.caption) for chart in report.charts]
+        charts = gallery_items(report.charts)
         body = head + (report.markdown or "The report appears here when the job has finished.")
         return without_autolinks(body), charts, judges
 
