@@ -88,3 +88,12 @@ def test_the_quick_preset_caps_each_methods_steps_unless_the_user_sets_them():
     assert mine["train"]["mote"]["train"]["max_steps"] == 5  # --max-steps wins
     with pytest.raises(JobConfigError, match="train_max_steps"):
         with_step_cap({"mote": {}}, 0)
+
+
+def test_a_missing_shipped_chains_file_is_named_with_the_way_to_make_it(tmp_path, monkeypatch):
+    """Whether or not the file is in this checkout: without it the quick pipeline is refused at once."""
+    import jobs.pipelines as pipelines
+
+    monkeypatch.setattr(pipelines, "SHIPPED_CHAINS", tmp_path / "smollm2_safe_chains.jsonl")
+    with pytest.raises(JobConfigError, match=r"smollm2_safe_chains.jsonl does not exist.*git pull.*--regenerate"):
+        pipeline_config("quick", {}, {"mote": {}}, methods=None, evaluate=True)
