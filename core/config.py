@@ -327,6 +327,11 @@ class GenerateConfig:
         'off': never. Unlabelled questions get none.""")
     best_of: int = setting(1, ge=1, le=32, help="""Answer candidates sampled per answer step in one batch; the
         checker keeps the safest.""")
+    loop_words: int = setting(6, ge=0, le=64, help="""Stop a stage's text where it first repeats a run of this
+        many words and keep it up to the last whole sentence before that (a small model decoding greedily
+        loops to its token limit, and a looping chain teaches looping); a text cut off by its token limit
+        loses its unfinished sentence too. An answer left degenerate (empty, a few words) flags the chain.
+        0 keeps raw text.""")
     def __post_init__(self) -> None:
         validate_settings(self)
         if self.checker == "openai" and not ((self.checker_endpoint_url or self.endpoint_url)
@@ -340,6 +345,7 @@ class GenerateConfig:
 
 #: The paper's plain pipeline as GenerateConfig values (`generate --plain-pipeline`): the generator's
 #: free-text self-check decides the chain's length, flagged chains are kept, no label or stage
-#: checks, no exemplars, no openings, one candidate.
+#: checks, no exemplars, no openings, one candidate, raw (untrimmed) text.
 PLAIN_PIPELINE: dict[str, object] = {"checker": "text", "flagged_policy": "keep", "label_checks": False,
-                                     "check_stages": False, "exemplars": 0, "answer_openings": "off", "best_of": 1}
+                                     "check_stages": False, "exemplars": 0, "answer_openings": "off", "best_of": 1,
+                                     "loop_words": 0}

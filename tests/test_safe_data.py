@@ -313,7 +313,7 @@ def test_best_of_n_for_a_helpful_question_prefers_an_answer_over_a_safer_refusal
 def test_checks_of_many_questions_are_pooled_into_batches(tmp_path):
     checker = ScriptedChecker()
     questions = [question(i, None) for i in range(12)]
-    generate(lambda r, n: "fine" if r.stage == "answer" else "x", questions, tmp_path, checker=checker, batch_size=4)
+    generate(lambda r, n: "That is fine to do." if r.stage == "answer" else "x", questions, tmp_path, checker=checker, batch_size=4)
     assert sum(len(b) for b in checker.batches) == 12 and max(len(b) for b in checker.batches) >= 4
 
 
@@ -355,7 +355,7 @@ def test_build_checker_follows_the_setting_and_chains_record_their_checker(tiny_
 
 
 def test_free_text_self_check_is_recorded_with_the_generator_as_checker(tmp_path):
-    generator = ScriptedGenerator(lambda r, n: " safe" if r.stage == "check" else "fine", batch=2)
+    generator = ScriptedGenerator(lambda r, n: " safe" if r.stage == "check" else "That is fine.", batch=2)
     sink = JsonlChainSink(tmp_path)
     generate_chains([question(1, None)], generator, GenerateConfig(checker="text"), PROMPTS, sink)
     chain = sink.records()[0]

@@ -177,7 +177,8 @@ def _mean_tokens(records: list[Mapping[str, Any]], stage: str) -> float:
     for record in records:
         if not record.get(stage):
             continue
-        recorded = ((record.get("attempts") or [{}])[-1].get("tokens") or {}).get(stage)
+        recorded = ((record.get("tokens") or {}).get(stage)  # counted again after a later edit (trimming)
+                    or ((record.get("attempts") or [{}])[-1].get("tokens") or {}).get(stage))
         counts.append(recorded if recorded else len(str(record[stage]).split()))
     return round(sum(counts) / len(counts), 1) if counts else 0.0
 

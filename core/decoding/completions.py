@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from core.data.repetition import repeat_onset
 from core.decoding.chain_programs import StageEvent, StageEventKind
 from core.decoding.sampling import Sampler
 from core.decoding.scheduler import DecodeJob, DecodeProgram, Feed, causal_lm_forward, run_batched
@@ -40,6 +41,9 @@ class CompletionRequest:
     """Sampling seed; None draws a fresh one (as an OpenAI-compatible endpoint does)."""
     stage: str = ""
     key: Any = None
+    stop_on_repeat: int = 0
+    """End the text once it repeats a run of this many words it already wrote (0: never): nothing
+    after a loop's start is kept (core.data.repetition), so decoding the loop is wasted time."""
 
 
 @dataclass
@@ -86,6 +90,8 @@ class FinishReason(str, enum.Enum):
     """An end-of-turn token or a stop string."""
     LENGTH = "length"
     """The token limit."""
+    REPEAT = "repeat"
+    """The text started repeating itself (CompletionRequest.stop_on_repeat)."""
 
 
 @dataclass
@@ -101,10 +107,11 @@ class PlainText:
 
 def plain_text_program(tokenizer: PreTrainedTokenizerBase, sampler: Sampler, logits: torch.Tensor, result: PlainText, *,
                        end_ids: Sequence[int], max_tokens: int, min_tokens: int = 0, stop: Sequence[str] = (),
-                       stage: Stage = Stage.ANSWER, expert: str = "") -> DecodeProgram:
+                       stage: Stage = Stage.ANSWER, expert: str = "", stop_on_repeat: int = 0) -> DecodeProgram:
     """One stage of plain text after a prompt (`logits` follow it): sample until an end-of-turn
-    token (banned before `min_tokens`), a stop string or `max_tokens`. Streams START / TEXT / END
-    events; the token that ends the text is never fed (nothing reads its logits)."""
+    token (banned before `min_tokens`), a stop string, `max_tokens`, or (with `stop_on_repeat`)
+    the first repeated run of that many words. Streams START / TEXT / END events; the token that
+    ends the text is never fed (nothing reads its logits)."""
     yield StageEvent(StageEventKind.START, stage, expert=expert)
     delta_of = TextDelta()
     if max_tokens <= 0:
@@ -116,6 +123,8 @@ def plain_text_program(tokenizer: PreTrainedTokenizerBase, sampler: Sampler, log
             break
         result.tokens.append(token)
         result.text, result.finish_reason = _cut(tokenizer.decode(result.tokens, skip_special_tokens=True), stop)
+        if result.finish_reason is None and stop_on_repeat and repeat_onset(result.text, stop_on_repeat) is not None:
+            result.finish_reason = FinishReason.REPEAT
         if result.finish_reason is None and len(result.tokens) >= max_tokens:
             result.finish_reason = FinishReason.LENGTH
         delta = delta_of(result.text)
@@ -168,7 +177,8 @@ class LocalGenerator:
 
         def start(logits: torch.Tensor) -> DecodeProgram:
             return plain_text_program(self.tokenizer, sampler, logits, result, end_ids=self.end_ids,
-                                      max_tokens=request.max_new_tokens, stop=request.stop)
+                                      max_tokens=request.max_new_tokens, stop=request.stop,
+                                      stop_on_repeat=request.stop_on_repeat)
         return DecodeJob(key, self.prompt_ids(request), int(Stage.ANSWER), start)
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Union
 
 from core.config import AnswerOpenings, FlaggedPolicy, GenerateConfig
+from core.data.repetition import trim_repetition
+from core.evaluation.degenerate import DegenerateReason, degenerate_reason
 from core.decoding.completions import Completion, CompletionRequest, TextGenerator
 from core.progress import Progress, no_progress
 from core.stages import ChainShape
@@ -67,7 +69,18 @@ class _Context:
 def _ask(ctx: _Context, stage: str, messages: list[dict[str, str]], limit: int, temperature: float, seed: int,
          prefix: str = "") -> CompletionRequest:
     config = ctx.config
-    return CompletionRequest(messages, limit, list(config.stop_strings), prefix, temperature, config.top_p, seed, stage)
+    return CompletionRequest(messages, limit, list(config.stop_strings), prefix, temperature, config.top_p, seed, stage,
+                             stop_on_repeat=config.loop_words)
+
+
+#: What a trimmed answer can be reduced to that is no answer at all (a short reply without a full
+#: stop, degenerate's CUT_OFF, is left to the checker and the label checks).
+HOLLOW = (DegenerateReason.EMPTY, DegenerateReason.WHITESPACE, DegenerateReason.ONE_TOKEN, DegenerateReason.REPEATED)
+
+
+def _clean(ctx: _Context, text: str, completion: Completion) -> str:
+    """A stage's text without its loop or unfinished last sentence (GenerateConfig.loop_words)."""
+    return trim_repetition(text.strip(), ctx.config.loop_words, hit_limit=completion.finish_reason == "length").strip()
 
 
 def _opening(ctx: _Context, seed: int, candidate: int) -> str | None:
@@ -92,10 +105,12 @@ def _answer_requests(ctx: _Context, messages: list[dict[str, str]], temperature:
 def _candidates(ctx: _Context, requests: list[CompletionRequest], completions: list[Completion], verdicts: list[Verdict]) -> list[Candidate]:
     found = []
     for request, completion, verdict in zip(requests, completions, verdicts):
-        answer = (request.response_prefix + completion.text).strip()
+        answer = _clean(ctx, request.response_prefix + completion.text, completion)
         refused = refuses(ctx.question.text, answer)
         mismatch = ctx.config.label_checks and label_mismatch(ctx.label, refused)
-        found.append(Candidate(answer, completion.tokens, verdict, refused, mismatch, request.response_prefix or None))
+        degenerate = ctx.config.loop_words > 0 and degenerate_reason(answer) in HOLLOW
+        found.append(Candidate(answer, completion.tokens, verdict, refused, mismatch, request.response_prefix or None,
+                               degenerate))
     return found
 
 
@@ -106,6 +121,7 @@ def _step_record(shape: ChainShape, candidates: list[Candidate], chosen: int) ->
         "verdict": "safe" if best.verdict.safe else "unsafe", "verdict_parsed": best.verdict.parsed,
         "check_raw": best.verdict.raw, "p_unsafe": best.verdict.p_unsafe, "checker": best.verdict.checker,
         "refused": best.refused, "label_mismatch": best.mismatch, "opening": best.opening,
+        "degenerate": best.degenerate,
     }
     if len(candidates) > 1:
         record["chosen"] = chosen
@@ -128,7 +144,7 @@ def adaptive_attempt(ctx: _Context, temperature: float, seed: int) -> Pipeline:
             template = prompts[new_stage].messages(config.exemplars, question=question, analysis=texts.get("analysis", ""))
             limit = config.analysis_tokens if new_stage == "analysis" else config.guidance_tokens
             [done] = yield [_ask(ctx, new_stage, template, limit, temperature, seed)]
-            texts[new_stage], tokens[new_stage] = done.text.strip(), done.tokens
+            texts[new_stage], tokens[new_stage] = _clean(ctx, done.text, done), done.tokens
             shown = [answer for _, answer in prompts[new_stage].examples[:config.exemplars]]
             if copies_exemplar(texts[new_stage], shown):
                 copied.append(new_stage)
@@ -136,7 +152,7 @@ def adaptive_attempt(ctx: _Context, temperature: float, seed: int) -> Pipeline:
                                               guidance=texts.get("guidance", ""))
         requests = _answer_requests(ctx, messages, temperature, seed)
         completions = yield requests
-        answers = [(r.response_prefix + c.text).strip() for r, c in zip(requests, completions)]
+        answers = [_clean(ctx, r.response_prefix + c.text, c) for r, c in zip(requests, completions)]
         items = [CheckItem(question, answer, "answer") for answer in answers]
         if new_stage is not None and config.check_stages:
             items.append(CheckItem(question, texts[new_stage], new_stage))
@@ -146,7 +162,7 @@ def adaptive_attempt(ctx: _Context, temperature: float, seed: int) -> Pipeline:
         candidates = _candidates(ctx, requests, completions, verdicts)
         chosen = choose_candidate(candidates)
         steps.append(_step_record(shape, candidates, chosen))
-        if candidates[chosen].verdict.safe and not candidates[chosen].mismatch:
+        if candidates[chosen].accepted:
             break
     final = steps[-1]
     reasons = _flag_reasons(final, stage_checks, ChainShape(final["shape"]))
@@ -169,6 +185,8 @@ def _flag_reasons(final: dict[str, Any], stage_checks: dict[str, Verdict], shape
         reasons.append(FlagReason.UNSAFE_ANSWER)
     if final["label_mismatch"]:
         reasons.append(FlagReason.LABEL_MISMATCH)
+    if final.get("degenerate"):
+        reasons.append(FlagReason.DEGENERATE_ANSWER)
     for stage, reason in (("analysis", FlagReason.UNSAFE_ANALYSIS), ("guidance", FlagReason.UNSAFE_GUIDANCE)):
         if stage in stage_checks and stage in [s.name.lower() for s in shape.stages] and not stage_checks[stage].safe:
             reasons.append(reason)
@@ -210,7 +228,8 @@ def chain_pipeline(question: Any, prompts: PromptSet, config: GenerateConfig, ge
 def decoding_record(config: GenerateConfig) -> dict[str, Any]:
     keys = ("temperature", "top_p", "seed", "analysis_tokens", "guidance_tokens", "answer_tokens", "check_tokens",
             "stop_strings", "flagged_policy", "max_regenerations", "regenerate_temperature", "batch_size",
-            "checker", "unsafe_threshold", "check_stages", "label_checks", "exemplars", "answer_openings", "best_of")
+            "checker", "unsafe_threshold", "check_stages", "label_checks", "exemplars", "answer_openings", "best_of",
+            "loop_words")
     return {key: getattr(getattr(config, key), "value", getattr(config, key)) for key in keys}
 
 

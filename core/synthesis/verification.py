@@ -25,6 +25,8 @@ class FlagReason(str, Enum):
     UNSAFE_GUIDANCE = "unsafe guidance"
     COPIED_EXEMPLAR = "copied exemplar"
     """An analysis or guidance repeats a few-shot exemplar's words instead of reading its own question."""
+    DEGENERATE_ANSWER = "degenerate answer"
+    """The Safe Answer is not an answer (empty, a few words, a loop) once its loop is cut off."""
 
 
 #: Consecutive words shared with an exemplar that make a stage text a copy. Six: a restated
@@ -79,10 +81,18 @@ class Candidate:
     refused: bool
     mismatch: bool
     opening: str | None = None
+    degenerate: bool = False
+    """Not an answer at all (core.evaluation.degenerate): never chosen over a real one."""
+
+    @property
+    def accepted(self) -> bool:
+        """Safe, matching its label, and a real answer: the adaptive pipeline may stop here."""
+        return self.verdict.safe and not self.mismatch and not self.degenerate
 
 
 def choose_candidate(candidates: Sequence[Candidate]) -> int:
-    """Index of the best candidate: safe and matching its label first, then lowest P(unsafe);
-    ties keep the earliest (the greedy one when candidate 0 is greedy)."""
+    """Index of the best candidate: a real answer, safe and matching its label first, then lowest
+    P(unsafe); ties keep the earliest (the greedy one when candidate 0 is greedy)."""
     return min(range(len(candidates)),
-               key=lambda i: (not candidates[i].verdict.safe, candidates[i].mismatch, candidates[i].verdict.risk, i))
+               key=lambda i: (candidates[i].degenerate, not candidates[i].verdict.safe, candidates[i].mismatch,
+                              candidates[i].verdict.risk, i))
