@@ -148,6 +148,7 @@ class MoteModel:
         self, stage_ids: torch.Tensor, *, training: bool, question_expert: torch.Tensor | None = None
     ) -> torch.Tensor:
         routing = self.config.train_question_routing if training else self.config.infer_question_routing
+        question_expert = None if question_expert is None else question_expert.cpu()
         gates = self.layout.gates(stage_ids.cpu(), QuestionRouting(routing), question_expert)
         return gates.to(stage_ids.device)
 

@@ -139,7 +139,7 @@ class ExpertLayout:
         elif routing is QuestionRouting.RANDOM:
             if question_expert is None:
                 raise ValueError("question_routing=random needs question_expert (one per sample).")
-            question = torch.nn.functional.one_hot(question_expert.long(), num_steps).float()
+            question = torch.nn.functional.one_hot(question_expert.to(stage_ids.device).long(), num_steps).float()
             question = question.unsqueeze(1).expand_as(weights)
         else:
             question = torch.zeros_like(weights)
