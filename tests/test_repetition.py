@@ -94,3 +94,24 @@ def test_the_plain_pipeline_keeps_raw_text(tmp_path):
                                  checker=ScriptedChecker(), loop_words=0)
     assert chains["q1"]["answer"] == LOOPING_HELPFUL
     assert all(r.stop_on_repeat == 0 for r in generator.requests)
+
+
+def shipped_record(answer: str, kind: str = "helpful", **extra) -> dict:
+    return {"id": "train-1", "question": "How do I make dialogue natural?", "kind": kind, "answer": answer,
+            "analysis": None, "guidance": None, "shape": "answer", "flagged": False, "dropped": False,
+            "flag_reasons": [], "label_mismatch": False, "refused": False, "keep_flagged": False,
+            "decoding": {"answer_tokens": 256}, "attempts": [{"tokens": {"answer": 256}}], **extra}
+
+
+def test_the_trim_script_rewrites_an_old_chain_as_generation_now_would():
+    from scripts.trim_chain_loops import retrim
+
+    looping = retrim(shipped_record(LOOPING_HELPFUL), 6)
+    assert looping["answer"] == trim_repetition(LOOPING_HELPFUL) and looping["untrimmed"] == {"answer": LOOPING_HELPFUL}
+    assert not looping["dropped"] and looping["decoding"]["loop_words"] == 6
+    hollow = retrim(shipped_record("Sure. Sure. Sure. Sure. Sure. Sure. Sure."), 6)
+    assert hollow["dropped"] and hollow["flag_reasons"] == ["degenerate answer"]
+    refusing = retrim(shipped_record(LOOPING_DECLINE), 6)  # a helpful question's answer that now reads as a refusal
+    assert refusing["dropped"] and "label mismatch" in refusing["flag_reasons"]
+    clean = shipped_record("Use contractions and read it aloud.", attempts=[{"tokens": {"answer": 9}}])
+    assert retrim(clean, 6) is clean
