@@ -125,6 +125,10 @@ class DataConfig:
         marker; 'answer': plain answer, no markers (SFT baseline).""")
     system_prompt: str | None = setting(None, help="""System message put before the question; None leaves
         the chat template's default.""")
+    helpful_repeats: int = setting(1, ge=1, le=100, help="""Times each chain of a question labelled helpful
+        is trained on per epoch (1: once, like every other chain). A set with as many declines as helpful
+        answers teaches a small model to decline everything; repeating the helpful side, the model's own
+        answers, holds its helpfulness (see the README's CPU check).""")
 
     def __post_init__(self) -> None:
         validate_settings(self)

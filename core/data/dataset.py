@@ -131,6 +131,20 @@ def encode_chains(
     return encoded, rejected
 
 
+def with_helpful_repeats(samples: list[EncodedChain], chains: list[Chain], repeats: int) -> list[EncodedChain]:
+    """`samples` with each helpful-labelled chain's sample `repeats` times (DataConfig.helpful_repeats).
+
+    Why: refusal data outweighing helpful data is the known cause of over-refusal after safety
+    tuning; the helpful chains are the model's own answers, so seeing them more often anchors its
+    helpful behaviour without teaching anything new. Copies go at the end of the list; the
+    training loop shuffles every epoch, and each copy draws its own step skipping."""
+    if repeats <= 1:
+        return samples
+    helpful = {chain.id for chain in chains if chain.meta.get("kind") == "helpful"}
+    extra = [sample for sample in samples if sample.chain_id in helpful]
+    return samples + extra * (repeats - 1)
+
+
 @dataclass
 class SampleChoices:
     """Per-sample random draws, seeded by (seed, epoch, index) so a resumed run redraws them."""

@@ -17,7 +17,7 @@ import torch
 
 from core.data.chains import Chain
 from core.config import MoteConfig, resolve_method
-from core.data.dataset import EncodedChain, encode_chains
+from core.data.dataset import EncodedChain, encode_chains, with_helpful_repeats
 from core.experts.export import export_mote, load_mote_model, read_manifest
 from core.experts.model import MoteModel, build_mote_model
 from core.model_source import inference_placement, load_base_model, training_base_dtype
@@ -53,6 +53,7 @@ def setup_run(config: MoteConfig, chains: list[Chain], *, home: Path | None = No
     samples, rejected = encode_chains(chains, tokenizer, resolved.data, mote.marker_ids)
     for chain_id, reason in rejected:
         say(f"Skipped chain {chain_id}: {reason}")
+    samples = with_helpful_repeats(samples, chains, resolved.data.helpful_repeats)
     return RunSetup(resolved, mote, samples, rejected)
 
 
