@@ -83,7 +83,7 @@ def test_the_quick_preset_caps_each_methods_steps_unless_the_user_sets_them():
 
     sample = str(bundled_sample_chains_path())
     capped = pipeline_config("quick", {}, {"mote": {"train": {"epochs": 2}}}, methods=None, evaluate=False, train_chains=sample)
-    assert capped["train"]["mote"]["train"] == {"epochs": 2, "max_steps": 48}
+    assert capped["train"]["mote"]["train"] == {"epochs": 2, "max_steps": 100}
     mine = pipeline_config("quick", {}, {"mote": {"train": {"max_steps": 5}}}, methods=None, evaluate=False, train_chains=sample)
     assert mine["train"]["mote"]["train"]["max_steps"] == 5  # --max-steps wins
     with pytest.raises(JobConfigError, match="train_max_steps"):
