@@ -18,14 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.data.atomic_write import write_bytes_atomically  # noqa: E402
-from core.data.quality import quality_report  # noqa: E402
+from core.data.quality import rewrite_chain_file  # noqa: E402
 from core.synthesis.prompts import PROMPTS_DIR, load_prompt_set  # noqa: E402
 from core.synthesis.verification import FlagReason, copies_exemplar  # noqa: E402
-
-
-def write_text(path: Path, text: str) -> None:
-    write_bytes_atomically(path, text.encode("utf-8"))
 
 
 def recheck(record: dict, prompts) -> dict:
@@ -51,11 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     records = [json.loads(line) for line in args.chains.read_text(encoding="utf-8").splitlines() if line.strip()]
     checked = [recheck(record, prompts) for record in records]
     dropped = sum(1 for before, after in zip(records, checked) if after.get("dropped") and not before.get("dropped"))
-    write_text(args.chains, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in checked))
-    report = quality_report(checked)
-    stem = args.chains.with_suffix("")
-    write_text(Path(f"{stem}.quality.md"), report.to_markdown() + "\n")
-    write_text(Path(f"{stem}.quality.json"), json.dumps(report.to_dict(), indent=2) + "\n")
+    rewrite_chain_file(args.chains, checked)
     print(f"{args.chains}: {dropped} of {len(records)} chains copied an exemplar and are now dropped.")
     return 0
 

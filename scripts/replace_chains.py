@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.data.atomic_write import write_bytes_atomically  # noqa: E402
-from core.data.quality import quality_report  # noqa: E402
+from core.data.quality import rewrite_chain_file  # noqa: E402
 
 
 def read_records(path: Path) -> list[dict]:
@@ -35,11 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"{args.newer} holds questions {unknown[:5]} that {args.chains} does not: not a regeneration of it.")
     merged = [newer.get(r["id"], r) for r in records]
-    write_bytes_atomically(args.chains, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged).encode("utf-8"))
-    report = quality_report(merged)
-    stem = args.chains.with_suffix("")
-    write_bytes_atomically(Path(f"{stem}.quality.md"), (report.to_markdown() + "\n").encode("utf-8"))
-    write_bytes_atomically(Path(f"{stem}.quality.json"), (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8"))
+    rewrite_chain_file(args.chains, merged)
     print(f"{args.chains}: {len(newer)} of {len(records)} chains replaced from {args.newer}.")
     return 0
 

@@ -23,8 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import GenerateConfig  # noqa: E402
-from core.data.atomic_write import write_bytes_atomically  # noqa: E402
-from core.data.quality import quality_report  # noqa: E402
+from core.data.quality import rewrite_chain_file  # noqa: E402
 from core.data.repetition import REPEAT_RUN_WORDS, trim_repetition  # noqa: E402
 from core.evaluation.degenerate import degenerate_reason  # noqa: E402
 from core.synthesis.checkers import CheckItem  # noqa: E402
@@ -108,11 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     updated = [retrim(record, args.loop_words, checker, tokenizer) for record in records]
     trimmed = sum(1 for before, after in zip(records, updated) if after is not before)
     dropped = sum(1 for before, after in zip(records, updated) if after.get("dropped") and not before.get("dropped"))
-    write_bytes_atomically(args.chains, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in updated).encode("utf-8"))
-    report = quality_report(updated)
-    stem = args.chains.with_suffix("")
-    write_bytes_atomically(Path(f"{stem}.quality.md"), (report.to_markdown() + "\n").encode("utf-8"))
-    write_bytes_atomically(Path(f"{stem}.quality.json"), (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8"))
+    rewrite_chain_file(args.chains, updated)
     print(f"{args.chains}: {trimmed} of {len(records)} chains trimmed; {dropped} newly dropped.")
     return 0
 

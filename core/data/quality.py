@@ -13,11 +13,14 @@ Pure: records in (kept and dropped alike, as the sinks store them), a frozen rep
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+from core.data.atomic_write import write_bytes_atomically
 from core.data.chain_store import is_trainable
 from core.evaluation.heuristic_judge import is_refusal
 from core.stages import ChainShape
@@ -218,3 +221,15 @@ def _kept_flagged_warning(trained: int) -> str:
         "flagged chains (judged unsafe after every stage) are"
     return (f"{trained} {chains} trained on: the dataset was generated with the flagged-chain policy keep, chosen "
             "by the user. Regenerate with the policy regenerate (the default) or choose another dataset.")
+
+
+def rewrite_chain_file(path: Path, records: list[Mapping[str, Any]]) -> QualityReport:
+    """Write `records` to the chain file `path` (JSONL, atomically) and its quality report beside it
+    (NAME.quality.md / NAME.quality.json), so a shipped dataset and its report never disagree.
+    The scripts that revise a chain file after generation (scripts/*.py) all end here."""
+    write_bytes_atomically(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8"))
+    report = quality_report(records)
+    stem = path.with_suffix("")
+    write_bytes_atomically(Path(f"{stem}.quality.md"), (report.to_markdown() + "\n").encode("utf-8"))
+    write_bytes_atomically(Path(f"{stem}.quality.json"), (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8"))
+    return report
