@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.progress import announce, no_progress
+from core.training.process_group import close_process_group, exit_process
 from jobs.context import ExitCode, Outcome, WorkerContext
 from jobs.db import DATABASE_ENV, make_engine, session_factory
 from jobs.evaluation_job import run_evaluate
@@ -271,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(run_job(session_factory(engine), args.job_id, home))
     finally:
+        close_process_group()  # a rank of a multi-process job exits without aborting in gloo/NCCL threads
         engine.dispose()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())  # a rank of a multi-process job leaves without C++ teardown aborts

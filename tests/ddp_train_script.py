@@ -16,6 +16,7 @@ from accelerate import Accelerator  # noqa: E402
 from core.config import DataConfig, TrainConfig  # noqa: E402
 from core.data.dataset import encode_chains  # noqa: E402
 from core.training.loop import train_experts  # noqa: E402
+from core.training.process_group import exit_process  # noqa: E402
 from tests.conftest import short_chains, tiny_mote  # noqa: E402
 
 
@@ -33,3 +34,4 @@ def main(model_dir: str, out_dir: str, per_process_batch: int, micro: int) -> No
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    exit_process(0)

@@ -9,6 +9,7 @@ Run under `python -m torch.distributed.run --nproc_per_node 2`.
 """
 from __future__ import annotations
 
+import faulthandler
 import json
 import sys
 from pathlib import Path
@@ -26,10 +27,12 @@ from core.training.checkpoint import TrainState  # noqa: E402
 from core.training.loop import (  # noqa: E402
     TrainingSession, cosine_with_warmup, make_optimizer, micro_batches, total_steps_for, train_step,
 )
+from core.training.process_group import exit_process  # noqa: E402
 from tests.conftest import short_chains, tiny_mote  # noqa: E402
 
 
 def main(model_dir: str, out_dir: str, per_process_batch: int, micro: int, base_dtype: str = "float32") -> None:
+    faulthandler.enable()  # a rank that aborts in C++ shows where in Python it was
     torch.set_num_threads(1)
     accelerator = Accelerator(cpu=True)  # MULTI_CPU: the gloo process group, reduce, autocast
     mote = tiny_mote(Path(model_dir))
@@ -64,3 +67,4 @@ def main(model_dir: str, out_dir: str, per_process_batch: int, micro: int, base_
 if __name__ == "__main__":
     Path(sys.argv[2]).mkdir(parents=True, exist_ok=True)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:6])
+    exit_process(0)

@@ -1,6 +1,8 @@
 """The FSDP / ZeRO-3 presets are valid accelerate configs of the intended shape, and jobs launch with them."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 
@@ -71,3 +73,29 @@ def test_multi_node_arguments_count_processes_over_all_machines():
         Rendezvous(num_machines=2, machine_rank=0)
     with pytest.raises(ValueError, match="machine_rank"):
         Rendezvous(num_machines=2, machine_rank=2, main_process_ip="h", main_process_port=1)
+
+
+def test_close_process_group_ends_a_started_group_and_is_a_no_op_without_one():
+    import torch.distributed as dist
+
+    from core.training.process_group import close_process_group
+    from tests.multiprocess import rendezvous_port
+
+    close_process_group()  # nothing started: nothing to do
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{rendezvous_port()}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    close_process_group()
+    assert not dist.is_initialized()
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_exit_process_keeps_the_exit_code_and_what_was_printed(world_size, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = "from core.training.process_group import exit_process\nprint('results written', flush=False)\nexit_process(3)\n"
+    env = {**os.environ, "WORLD_SIZE": world_size, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+    assert done.stdout == "results written\n"
