@@ -60,3 +60,15 @@ def test_expected_value_of_numeric_labels_and_bad_labels_refused(tiny):
     assert 1.0 <= scores.expected_value() <= 10.0
     with pytest.raises(ValueError, match="distinct"):
         score_labels(model, tokenizer, ["p"], ["a", "a"])
+
+
+def test_labels_of_several_tokens_sharing_a_first_token_are_scored_exactly_in_a_padded_batch(tiny):
+    """The cached path: one prompt read, each label's later tokens on its cut-back KV cache."""
+    model, tokenizer = tiny
+    prompts = ["short", "a far longer prompt, so the batch is left padded for the first one"]
+    labels = ["yz", "yzx", "zx", "x"]
+    scores = score_labels(model, tokenizer, prompts, labels, batch_size=2)
+    for prompt, score in zip(prompts, scores):
+        raw = torch.tensor([brute_force_log_prob(model, tokenizer, prompt, label) for label in labels])
+        for label, expected in zip(labels, torch.softmax(raw, 0).tolist()):
+            assert score[label] == pytest.approx(expected, abs=1e-5)

@@ -10,8 +10,8 @@ How: for every prompt and label the label's tokens are appended to the prompt an
 log-probabilities are summed (exact for labels of several tokens, such as "10" or "UNSAFE" in
 some vocabularies); the sums are then normalised over the labels, so the probabilities of one
 prompt sum to one over the labels it may take. When every label is a single token, one forward
-pass over the prompts gives all scores (the next-token distribution); otherwise there is one
-pass per label.
+pass over the prompts gives all scores (the next-token distribution); otherwise the prompts are
+read once and each label's further tokens run on their cached keys and values.
 """
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from core.experts.model import cache_kwargs
 
 Prompt = str | Sequence[Mapping[str, str]]
 
@@ -109,13 +111,33 @@ def _single_token_sums(model: PreTrainedModel, prompts: list[list[int]], label_i
 
 
 def _sequence_sums(model: PreTrainedModel, prompts: list[list[int]], label_ids: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Summed log-probabilities (prompts, labels) of multi-token labels.
+
+    The prompts are read once: their next-token distribution scores every label's first token,
+    and each label's remaining tokens run on top of the prompts' KV cache, which is cut back to
+    the prompts after each label. A judge prompt (rubric, question, answer) is hundreds of tokens
+    and a label two or three, so this costs about one prefill instead of one per label (ten for
+    a 1-10 score).
+    """
     device = next(model.parameters()).device
-    sums = torch.zeros((len(prompts), len(label_ids)))
+    ids, mask = _left_padded(prompts, pad_id, device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                   **cache_kwargs(model, cache)).logits
+    first = torch.log_softmax(logits[:, -1].float(), dim=-1)
+    rows = len(prompts)
+    sums = torch.zeros((rows, len(label_ids)))
     for j, label in enumerate(label_ids):
-        ids, mask = _left_padded([p + label for p in prompts], pad_id, device)
-        # Position t predicts token t+1: the label's tokens are predicted by the len(label)
-        # positions that end one before the sequence does.
-        log_probs = _forward(model, ids, mask, len(label) + 1)[:, :-1]
-        target = torch.tensor(label, device=device).expand(len(prompts), -1)
-        sums[:, j] = log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1).cpu()
+        total = first[:, label[0]]
+        if len(label) > 1:  # tokens 0..n-2 are fed; their outputs predict tokens 1..n-1
+            fed = torch.tensor(label[:-1], device=device).expand(rows, -1)
+            step_positions = positions[:, -1:] + 1 + torch.arange(len(label) - 1, device=device)
+            grown = torch.cat([mask, torch.ones_like(fed)], dim=-1)
+            logits = model(input_ids=fed, attention_mask=grown, position_ids=step_positions,
+                           use_cache=True, **cache_kwargs(model, cache)).logits
+            target = torch.tensor(label[1:], device=device).expand(rows, -1)
+            total = total + torch.log_softmax(logits.float(), dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1)
+            cache.crop(-(len(label) - 1))  # negative: drop the label's tokens (the one form every transformers 5 reads alike)
+        sums[:, j] = total.cpu()
     return sums
