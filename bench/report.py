@@ -76,6 +76,16 @@ def read_flat(names: Callable[[dict], list[str]], module: str) -> Callable[[dict
     return read
 
 
+def read_evaluation(data: dict) -> tuple[Figure, ...]:
+    """Per-subject speeds measured once (no interval), then the paired MoTE-vs-base ratios with
+    their intervals, repeats and goal verdicts."""
+    goals = goals_of("bench.bench_evaluation")
+    once = tuple(Figure(name, data[name], None, 1, goals.get(name)) for name in EVALUATION_FIGURES if name in data)
+    paired = tuple(Figure(name, found["value"], tuple(found["interval_95"]), len(found["ratios"]), goals.get(name))
+                   for name, found in data.get("paired_figures", {}).items())
+    return once + paired
+
+
 GENERATION_FIGURES = ["batched_vs_sequential", "batched_vs_sequential_small", "defaults_vs_plain",
                       "batched_chains_per_second", "sequential_chains_per_second", "batched_seconds", "sequential_seconds"]
 EVALUATION_FIGURES = [f"{subject}_{name}" for subject in ("base", "mote") for name in
@@ -115,7 +125,7 @@ BENCHES = (
               ("bench/bench_evaluation.py", "core/evaluation/runner.py", "core/decoding/subjects.py",
                "core/decoding/chain_programs.py", "core/decoding/scheduler.py", "core/decoding/kv_rows.py",
                "core/experts/layer.py", "core/experts/routing.py"),
-              read_flat(lambda data: EVALUATION_FIGURES, "bench.bench_evaluation")),
+              read_evaluation),
     BenchSpec("bench_responsiveness", (), ("--repeats", "1", "--calls", "2", "--settle", "0.2"),
               ("bench/bench_responsiveness.py", "app", "jobs", "launch.py", "core/training/loop.py"),
               read_responsiveness),

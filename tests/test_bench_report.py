@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from bench.figures_doc import NO_INTERVAL, BenchResult, CommitStamp, Comparison, Figure, Goal, Machine, parse, render
-from bench.report import BENCHES, merged, read_experts, read_layouts, read_responsiveness
+from bench.report import BENCHES, merged, read_evaluation, read_experts, read_layouts, read_responsiveness
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINE = Machine(2, "Test CPU", ("avx2",), "AVX2", None)
@@ -113,3 +113,14 @@ def test_layouts_and_responsiveness_readers():
         "busy_vs_idle_latency": {"value": 1.6, "interval_95": [1.55, 1.7], "ratios": [1.6] * 7},
         "busy_vs_idle_query": {"value": 1.1, "interval_95": [1.0, 1.2], "ratios": [1.1] * 7}}})
     assert [f.verdict for f in busy] == ["not met", "-"]
+
+
+def test_evaluation_reader_takes_the_paired_mote_vs_base_ratio_with_its_goal():
+    data = {"base_batched_vs_sequential": 4.1, "mote_batched_vs_sequential": 3.5,
+            "paired_figures": {
+                "mote_vs_base_batched_answers": {"value": 0.85, "interval_95": [0.82, 0.9], "ratios": [0.85] * 5},
+                "mote_vs_base_batched_answers_as_written": {"value": 0.5, "interval_95": [0.4, 0.6], "ratios": [0.5] * 5}}}
+    figures = {f.name: f for f in read_evaluation(data)}
+    assert figures["base_batched_vs_sequential"].interval is None
+    assert (figures["mote_vs_base_batched_answers"].repeats, figures["mote_vs_base_batched_answers"].verdict) == (5, "met")
+    assert figures["mote_vs_base_batched_answers_as_written"].verdict == "-"
