@@ -44,14 +44,18 @@ def labelled(progress: Progress, label: str) -> Progress:
     return report
 
 
-def shifted(progress: Progress, before: int, overall: int) -> Progress:
+def shifted(progress: Progress, before: int, overall: int, width: int | None = None) -> Progress:
     """Counts of one part of a larger job reported as counts of the whole: `before` units came
-    before this part and the whole has `overall` units (its status line is passed on unchanged)."""
+    before this part and the whole has `overall` units (its status line is passed on unchanged).
+    With `width`, the part fills that many units whatever its own unit (e.g. verdicts placed on
+    a bar counted in answers); without, one of its units is one of the whole's."""
 
     def report(done: int, total: int, what: str) -> None:
         if total == UNKNOWN_TOTAL:
             progress(done, total, what)
-        else:
+        elif width is None:
             progress(before + done, overall, what)
+        else:
+            progress(before + width * min(done, total) // total, overall, what)
 
     return report

@@ -146,6 +146,17 @@ class EvaluationPlan:
     stores: dict[str, AnswerStore]
     progress: JobProgress
 
+    def judging_units(self, judge: Judge) -> int:
+        """Bar units of one judge's pass over one subject's answers: none for a string matcher
+        (it takes a moment), else one per answer and aspect, about the cost of an answer."""
+        return 0 if judge.heuristic else len(self.prompts) * len(judge.aspects)
+
+    @property
+    def bar_units(self) -> int:
+        """The whole job on one bar: every subject's answers, then every judge's passes, so the
+        bar and its ETA run once from 0 to 1 instead of restarting for each judging pass."""
+        return len(self.sources) * (len(self.prompts) + sum(self.judging_units(j) for j in self.judges))
+
 
 def run_evaluate(ctx: WorkerContext) -> Outcome:
     """Worker runner for JobKind.EVALUATE: prepare, answer, judge, summarise (one function each)."""
@@ -180,7 +191,6 @@ def prepare_evaluation(ctx: WorkerContext) -> EvaluationPlan:
 
 def answer_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
     """Each subject answers the prompts it has not answered yet; an Outcome only when stopped."""
-    total = len(plan.prompts) * len(plan.sources)
     for position, (subject, source, _) in enumerate(plan.sources):
         store = plan.stores[subject.label]
         with ctx.sessions() as session:
@@ -188,7 +198,7 @@ def answer_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
         if len(done) >= len(plan.prompts):
             continue
         ctx.say(f"[{subject.label}] loading {source}; {len(done)}/{len(plan.prompts)} answers stored")
-        report = labelled(shifted(plan.progress, position * len(plan.prompts), total), subject.label)
+        report = labelled(shifted(plan.progress, position * len(plan.prompts), plan.bar_units), subject.label)
         announce(report, f"loading subject {source}")
         model = load_any_subject(source, home=ctx.home, say=ctx.say)
         stopped = answer_prompts(model, plan.prompts, plan.settings, done=done, on_answer=store.add_answer,
@@ -202,6 +212,7 @@ def answer_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
 
 def judge_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
     """Every judge scores every stored answer it has not scored yet; an Outcome only when stopped."""
+    before = len(plan.prompts) * len(plan.sources)
     for judge in plan.judges:
         for subject, _, _ in plan.sources:
             store = plan.stores[subject.label]
@@ -209,9 +220,12 @@ def judge_phase(ctx: WorkerContext, plan: EvaluationPlan) -> Outcome | None:
                 answers = stored_answers(session, store.evaluation_id)
                 done = {(v.sample_id, v.aspect.value) for v in stored_verdicts(session, store.evaluation_id) if v.judge == judge.id}
             ctx.say(f"[{subject.label}] judging with {judge.id}")
+            width = plan.judging_units(judge)
+            report = labelled(shifted(plan.progress, before, plan.bar_units, width=width), subject.label)
             if judge_answers(judge, answers, done=done, on_verdicts=store.add_verdicts, should_stop=ctx.stop,
-                             progress=labelled(plan.progress, subject.label)):
+                             progress=report):
                 return Outcome(True, "stopped while judging; verdicts so far are stored")
+            before += width
     return None
 
 
