@@ -44,7 +44,6 @@ from core.stages import CHAIN_STAGES, ChainShape  # noqa: E402
 from core.decoding.subjects import BaseSubject, ChatSubject, MoteSubject, load_subject  # noqa: E402
 
 BATCHED_GOAL = 0.8
-GOALS = {"mote_vs_base_batched_answers": (">=", BATCHED_GOAL)}  # read by bench/report.py for its verdict
 
 
 def timed(subject: ChatSubject, prompts: list[str], settings: GenerationSettings, batch_size: int) -> tuple[float, dict[int, str], int]:

@@ -78,12 +78,14 @@ def read_flat(names: Callable[[dict], list[str]], module: str) -> Callable[[dict
 
 def read_evaluation(data: dict) -> tuple[Figure, ...]:
     """Per-subject speeds measured once (no interval), then the paired MoTE-vs-base ratios with
-    their intervals, repeats and goal verdicts."""
-    goals = goals_of("bench.bench_evaluation")
-    once = tuple(Figure(name, data[name], None, 1, goals.get(name)) for name in EVALUATION_FIGURES if name in data)
-    paired = tuple(Figure(name, found["value"], tuple(found["interval_95"]), len(found["ratios"]), goals.get(name))
-                   for name, found in data.get("paired_figures", {}).items())
-    return once + paired
+    their intervals, repeats and the goal the bench wrote beside each (e.g. ">= 0.8")."""
+    once = tuple(Figure(name, data[name]) for name in EVALUATION_FIGURES if name in data)
+    paired = []
+    for name, found in data.get("paired_figures", {}).items():
+        op, _, target = found.get("goal", "").partition(" ")
+        goal = Goal(Comparison(op), float(target)) if target else None
+        paired.append(Figure(name, found["value"], tuple(found["interval_95"]), len(found["ratios"]), goal))
+    return once + tuple(paired)
 
 
 GENERATION_FIGURES = ["batched_vs_sequential", "batched_vs_sequential_small", "defaults_vs_plain",

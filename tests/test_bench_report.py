@@ -118,7 +118,8 @@ def test_layouts_and_responsiveness_readers():
 def test_evaluation_reader_takes_the_paired_mote_vs_base_ratio_with_its_goal():
     data = {"base_batched_vs_sequential": 4.1, "mote_batched_vs_sequential": 3.5,
             "paired_figures": {
-                "mote_vs_base_batched_answers": {"value": 0.85, "interval_95": [0.82, 0.9], "ratios": [0.85] * 5},
+                "mote_vs_base_batched_answers": {"value": 0.85, "interval_95": [0.82, 0.9], "ratios": [0.85] * 5,
+                                                 "goal": ">= 0.8"},
                 "mote_vs_base_batched_answers_as_written": {"value": 0.5, "interval_95": [0.4, 0.6], "ratios": [0.5] * 5}}}
     figures = {f.name: f for f in read_evaluation(data)}
     assert figures["base_batched_vs_sequential"].interval is None
