@@ -1,7 +1,9 @@
 """Which figures in docs/figures.md are stale: a file they depend on changed after they were measured.
 
 A bench result is fresh when the last commit touching each of its files (`git log -1 -- FILE`) is
-an ancestor of (or equal to) the commit it was measured at (`git merge-base --is-ancestor`).
+an ancestor of (or equal to) the commit it was measured at (`git merge-base --is-ancestor`), or
+when the file at HEAD is byte for byte what it was at that commit (a change made and undone since
+does not change what the figure measured).
 """
 from __future__ import annotations
 
@@ -50,6 +52,11 @@ def is_ancestor(repo: Path, older: str, newer: str) -> bool | None:
     return {0: True, 1: False}.get(done.returncode)
 
 
+def same_as_at(repo: Path, path: str, commit: str) -> bool:
+    """True when `path` at HEAD is what it was at `commit` (`git diff --quiet COMMIT HEAD -- PATH`)."""
+    return git(repo, "diff", "--quiet", commit, "HEAD", "--", path).returncode == 0
+
+
 def stale_result(repo: Path, result: BenchResult) -> StaleBench | None:
     figures = tuple(f.name for f in result.figures)
     measured = result.commit.sha
@@ -63,7 +70,7 @@ def stale_result(repo: Path, result: BenchResult) -> StaleBench | None:
             continue  # never committed: nothing newer than the figure
         ancestor = is_ancestor(repo, commit, measured)
         unknown |= ancestor is None
-        if not ancestor:
+        if ancestor is False and not same_as_at(repo, path, measured):
             changed.append(path)
     if unknown:
         return StaleBench(result.bench, figures, measured, tuple(changed),

@@ -64,6 +64,14 @@ def test_figures_are_fresh_until_a_dependency_changes(repo: Path):
     assert "core/layer.py changed since" in str(stale) and "--only bench_x" in str(stale)
 
 
+def test_a_change_undone_since_the_run_is_not_stale(repo: Path):
+    result = measured_at(git(repo, "rev-parse", "HEAD"))
+    commit_file(repo, "core/layer.py", "x = 2\n")
+    assert [s.changed_files for s in stale_benches(repo, [result])] == [("core/layer.py",)]
+    commit_file(repo, "core/layer.py", "x = 1\n")  # back to what was measured
+    assert stale_benches(repo, [result]) == []
+
+
 def test_a_dependency_added_after_the_run_makes_it_stale(repo: Path):
     result = measured_at(git(repo, "rev-parse", "HEAD"))
     commit_file(repo, "core/new.py", "z = 3\n")
