@@ -13,6 +13,10 @@ from tests.app.conftest import train_run
 
 pytestmark = needs_chromium
 
+#: The chart redraws after the Runs tab reads the runs' metrics; under the full suite's load on 2
+#: cores that has taken longer than Playwright's default 30 s once.
+LINES_TIMEOUT_MS = 90_000
+
 
 @pytest.fixture(scope="module")
 def two_runs(studio, generated_dataset) -> tuple[int, int]:
@@ -39,9 +43,9 @@ def test_compare_draws_one_line_per_selected_run(page, two_runs):
     expect(table_rows(page, "runs-table")).to_have_count(2)
     expect(page.locator("#runs-table")).to_contain_text("mote · job-1-eval_harmful · 3 steps")
     click_run(page, first)
-    page.wait_for_function("() => document.querySelectorAll(\"#runs-curves [aria-roledescription='line mark'][stroke]\").length == 1")
+    page.wait_for_function("() => document.querySelectorAll(\"#runs-curves [aria-roledescription='line mark'][stroke]\").length == 1", timeout=LINES_TIMEOUT_MS)
     click_run(page, second)
-    page.wait_for_function("() => document.querySelectorAll(\"#runs-curves [aria-roledescription='line mark'][stroke]\").length == 2")
+    page.wait_for_function("() => document.querySelectorAll(\"#runs-curves [aria-roledescription='line mark'][stroke]\").length == 2", timeout=LINES_TIMEOUT_MS)
     lines = plot_lines(page, "runs-curves")
     assert sorted(lines.values()) == [2, 3], lines  # one line per run, a point per step
     assert any(f"(job {first})" in name for name in lines) and any(f"(job {second})" in name for name in lines)
@@ -49,7 +53,7 @@ def test_compare_draws_one_line_per_selected_run(page, two_runs):
     expect(page.locator("#runs-evaluation")).to_contain_text("not evaluated")
     expect(page.locator("#runs-curves")).to_contain_text("Training loss per step")
     click_run(page, first)  # a second click takes the run out again
-    page.wait_for_function("() => document.querySelectorAll(\"#runs-curves [aria-roledescription='line mark'][stroke]\").length == 1")
+    page.wait_for_function("() => document.querySelectorAll(\"#runs-curves [aria-roledescription='line mark'][stroke]\").length == 1", timeout=LINES_TIMEOUT_MS)
 
 
 def test_a_renamed_run_shows_its_name_in_the_runs_and_chat_lists(page, studio, two_runs):
