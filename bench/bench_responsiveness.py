@@ -13,6 +13,11 @@ repeat, so a drift of the machine's speed cancels), `--calls` rounds of every en
 - busy_vs_idle_endpoint_p95 [goal <= 1.5]: 95th percentile of those calls, busy / idle (the slow
   clicks a person remembers).
 - busy_vs_idle_query: median of the job-list query itself (jobs.queries.list_jobs), beside them.
+Reading the figures: gradio_client collects a call's result by polling every 50 ms, so a call
+takes about 75 ms even when the server answers in 2, and a few milliseconds more of server work
+can cost a whole extra poll (about 130 ms). The p95 therefore shows whether an endpoint's server
+time stays inside its poll under load; /training_status did not while it read and sent every step
+of the run (now at most jobs.queries.CHART_POINTS points per chart).
 A figure is the median of the per-repeat ratios with a 95% bootstrap interval; the verdict is
 `met` / `not met` only when the whole interval is on one side of the goal (bench_experts.py's
 helpers). A warning says when other processes shared the CPUs.

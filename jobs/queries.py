@@ -162,16 +162,48 @@ def _run_of(session: Session, job: Job | None) -> TrainingRun | None:
     return session.scalars(select(TrainingRun).where(TrainingRun.run_dir == job.run_dir)).first()
 
 
-def _metrics(session: Session, run_id: int) -> list[Metric]:
-    return list(session.scalars(select(Metric).where(Metric.run_id == run_id).order_by(Metric.step)))
+#: The most points a metric chart gets from one read. Why a bound: the Train tab re-reads its run
+#: every 2 s while it trains; reading and sending every step made each poll grow with the run (a
+#: 100,000-step run sent 100,000 points per chart per poll) and made the page slow while the
+#: worker took the CPU. 500 points are more than a chart a few hundred pixels wide can show.
+CHART_POINTS = 500
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One point of a run's metric charts: a step, or the mean of a bucket of steps at its last step."""
+
+    step: int
+    loss: float
+    learning_rate: float | None
+
+
+def _metric_points(session: Session, run_id: int, points: int = CHART_POINTS) -> list[MetricPoint]:
+    """A run's loss and learning rate per step, at most `points` of them: every step while the run
+    has at most that many, else the mean over buckets of `stride` consecutive steps, each drawn at
+    its bucket's last step (so the last point is the run's last step). Means, not every stride-th
+    step: a noisy loss keeps its level, and a bucket is never drawn from one lucky step. The
+    database does the bucketing, so a poll reads at most `points` rows at any run length."""
+    of_run = Metric.run_id == run_id
+    count = session.scalar(select(func.count()).where(of_run)) or 0
+    stride = max(1, -(-count // points))  # ceil(count / points)
+    if stride == 1:
+        rows = session.execute(select(Metric.step, Metric.loss, Metric.learning_rate).where(of_run).order_by(Metric.step))
+    else:
+        bucket = (Metric.step - 1) // stride  # steps count from 1: bucket 0 is steps 1..stride
+        last_step = func.max(Metric.step)
+        rows = session.execute(select(last_step, func.avg(Metric.loss), func.avg(Metric.learning_rate))
+                               .where(of_run).group_by(bucket).order_by(last_step))
+    return [MetricPoint(int(step), float(loss), None if rate is None else float(rate)) for step, loss, rate in rows]
 
 
 def training_monitor(sessions: sessionmaker[Session], job_id: int, log_lines: int = 30) -> TrainingMonitor:
-    """A training job's state, its metrics so far and its log tail (read fresh on every poll)."""
+    """A training job's state, its metrics so far (at most CHART_POINTS points) and its log tail
+    (read fresh on every poll)."""
     with sessions() as session:
         job = _find_job(session, job_id, JobKind.TRAIN)
         run = _run_of(session, job)
-        metrics = _metrics(session, run.id) if run is not None else []
+        metrics = _metric_points(session, run.id) if run is not None else []
         return TrainingMonitor(
             job.id, job.status, job.progress, job.eta_seconds, job.message or "",
             steps=tuple(m.step for m in metrics), losses=tuple(m.loss for m in metrics),
@@ -189,7 +221,8 @@ def exported_runs(sessions: sessionmaker[Session]) -> list[TrainingRunSummary]:
 
 def loss_curves(sessions: sessionmaker[Session], job_ids: list[int]) -> list[LossPoint]:
     """(run, step, loss) of several training jobs, for one overlaid chart; unknown ids are skipped.
-    The run is named by its label (jobs.run_names.job_label), as everywhere else."""
+    The run is named by its label (jobs.run_names.job_label), as everywhere else; each run has at
+    most CHART_POINTS points (see _metric_points)."""
     points: list[LossPoint] = []
     with sessions() as session:
         for job_id in job_ids:
@@ -197,7 +230,7 @@ def loss_curves(sessions: sessionmaker[Session], job_ids: list[int]) -> list[Los
             run = _run_of(session, job)
             if run is not None:
                 label = job_label(job_name(session, job), job_id)
-                points += [LossPoint(label, m.step, m.loss) for m in _metrics(session, run.id)]
+                points += [LossPoint(label, m.step, m.loss) for m in _metric_points(session, run.id)]
     return points
 
 
