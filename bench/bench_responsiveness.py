@@ -1,23 +1,29 @@
 """What a person clicking through the app feels while a training job runs: endpoint latency, busy / idle.
 
 The real app (`launch.py`, its own process, its job queue starting real workers) serves on a free
-loopback port; this process is the browser, calling the app's own endpoints through
-gradio_client: /jobs (the Jobs tab), /job_detail, /training_status (the Train tab's live view)
-and /chat_subjects (the Chat tab's load). A training job on the tiny random model runs in a
-worker the app started. Busy = that worker training; idle = the same worker paused with SIGSTOP
-(same rows, same process tree, no CPU), so the pair differs only in the CPU the job takes.
+loopback port; this process is the browser, calling the app's own endpoints: /jobs (the Jobs
+tab), /job_detail, /training_status (the Train tab's live view) and /chat_subjects (the Chat
+tab's load). A training job on the tiny random model runs in a worker the app started. Busy =
+that worker training; idle = the same worker paused with SIGSTOP (same rows, same process tree,
+no CPU), so the pair differs only in the CPU the job takes.
+
+Each call is timed twice, one after the other, in one gradio_client session:
+- streamed, as the page calls it: join Gradio's queue over HTTP and read the event stream as the
+  server writes it (Gradio's documented /gradio_api/call API, what a browser's EventSource does);
+- through gradio_client's predict(), which collects a result by polling every 50 ms: a call takes
+  about 75 ms when the server answers in 20, and 3 ms more of server work can cost a whole extra
+  poll (about 130 ms). Measured here (session 9): streamed, every endpoint answers in 15-25 ms
+  busy or idle, while gradio_client's p95 jumps from ~85 to ~135 ms for /training_status alone,
+  whose server time sits at that poll's edge. So the goals are judged on the streamed calls (what
+  a person feels) and gradio_client's p95 is printed beside them, never hidden.
 
 Each repeat measures an idle block and a busy block back to back (their order alternates repeat by
 repeat, so a drift of the machine's speed cancels), `--calls` rounds of every endpoint per block:
-- busy_vs_idle_latency [goal <= 1.5]: median latency of all endpoint calls, busy / idle.
+- busy_vs_idle_latency [goal <= 1.5]: median latency of all streamed endpoint calls, busy / idle.
 - busy_vs_idle_endpoint_p95 [goal <= 1.5]: 95th percentile of those calls, busy / idle (the slow
   clicks a person remembers).
+- busy_vs_idle_client_p95: the same p95 through gradio_client (its 50 ms poll included), beside.
 - busy_vs_idle_query: median of the job-list query itself (jobs.queries.list_jobs), beside them.
-Reading the figures: gradio_client collects a call's result by polling every 50 ms, so a call
-takes about 75 ms even when the server answers in 2, and a few milliseconds more of server work
-can cost a whole extra poll (about 130 ms). The p95 therefore shows whether an endpoint's server
-time stays inside its poll under load; /training_status did not while it read and sent every step
-of the run (now at most jobs.queries.CHART_POINTS points per chart).
 A figure is the median of the per-repeat ratios with a 95% bootstrap interval; the verdict is
 `met` / `not met` only when the whole interval is on one side of the goal (bench_experts.py's
 helpers). A warning says when other processes shared the CPUs.
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +64,7 @@ from tests.tiny_model import save_tiny_model_dir  # noqa: E402
 
 GOAL = 1.5
 HISTORY_JOBS = 20  # queued then cancelled: a job list with some rows in it
-FIGURES = ("busy_vs_idle_latency", "busy_vs_idle_endpoint_p95", "busy_vs_idle_query")
+FIGURES = ("busy_vs_idle_latency", "busy_vs_idle_endpoint_p95", "busy_vs_idle_client_p95", "busy_vs_idle_query")
 GOALS = {"busy_vs_idle_latency": ("<=", GOAL), "busy_vs_idle_endpoint_p95": ("<=", GOAL)}  # bench/report.py
 
 
@@ -94,23 +101,52 @@ def timed_ms(call: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def measure_block(client: Client, queue: JobQueue, job_id: int, calls: int) -> dict:
-    """`calls` rounds of every endpoint (interleaved) and as many job-list queries, in ms."""
+class StreamedCaller:
+    """Calls an endpoint as the page does: join Gradio's queue (POST /gradio_api/call/NAME) and read
+    the result's event stream as it arrives, in `session`'s Gradio session so its state applies
+    (the Train tab's run list, for one). A call that ends in an error raises: an error answered
+    quickly must not be timed as a fast call."""
+
+    def __init__(self, url: str, session: str) -> None:
+        self.http = httpx.Client(base_url=url.rstrip("/") + "/gradio_api/call", timeout=120)
+        self.session = session
+
+    def __call__(self, api_name: str, args: tuple) -> None:
+        joined = self.http.post(api_name, json={"data": list(args), "session_hash": self.session})
+        joined.raise_for_status()
+        with self.http.stream("GET", f"{api_name}/{joined.json()['event_id']}") as stream:
+            lines = [line for line in stream.iter_lines() if line.startswith(("event:", "data:"))]
+        events = [line for line in lines if line.startswith("event:")]
+        if not events or events[-1] != "event: complete":
+            raise RuntimeError(f"{api_name} did not complete: {lines[-2:]}")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def measure_block(client: Client, streamed: StreamedCaller, queue: JobQueue, job_id: int, calls: int) -> dict:
+    """`calls` rounds of every endpoint (interleaved; each call streamed, then through
+    gradio_client) and as many job-list queries, in ms."""
     latencies: dict[str, list[float]] = {e.api_name: [] for e in ENDPOINTS}
+    client_latencies: dict[str, list[float]] = {e.api_name: [] for e in ENDPOINTS}
     queries = []
     for _ in range(calls):
         for endpoint in ENDPOINTS:
             args = endpoint.arguments(job_id)
-            latencies[endpoint.api_name].append(timed_ms(lambda: client.predict(*args, api_name=endpoint.api_name)))
+            latencies[endpoint.api_name].append(timed_ms(lambda: streamed(endpoint.api_name, args)))
+            client_latencies[endpoint.api_name].append(timed_ms(lambda: client.predict(*args, api_name=endpoint.api_name)))
         queries.append(timed_ms(lambda: list_jobs(queue.sessions, limit=50)))
-    return {"endpoints": latencies, "query": queries}
+    return {"endpoints": latencies, "client_endpoints": client_latencies, "query": queries}
 
 
 def block_figures(block: dict) -> dict[str, float]:
     every = [ms for values in block["endpoints"].values() for ms in values]
+    every_client = [ms for values in block["client_endpoints"].values() for ms in values]
     return {"median_ms": statistics.median(every), "p95_ms": percentile(every, 0.95),
+            "client_median_ms": statistics.median(every_client), "client_p95_ms": percentile(every_client, 0.95),
             "query_median_ms": statistics.median(block["query"]),
-            **{f"{name}_median_ms": statistics.median(values) for name, values in block["endpoints"].items()}}
+            **{f"{name}_median_ms": statistics.median(values) for name, values in block["endpoints"].items()},
+            **{f"client{name}_median_ms": statistics.median(values) for name, values in block["client_endpoints"].items()}}
 
 
 class Worker:
@@ -171,7 +207,7 @@ def job_row(queue: JobQueue, job_id: int) -> Job:
 def summarise(repeats: list[dict[str, dict[str, float]]]) -> dict:
     """Per-repeat ratios busy / idle, their medians, 95% intervals and verdicts."""
     keys = {"busy_vs_idle_latency": "median_ms", "busy_vs_idle_endpoint_p95": "p95_ms",
-            "busy_vs_idle_query": "query_median_ms"}
+            "busy_vs_idle_client_p95": "client_p95_ms", "busy_vs_idle_query": "query_median_ms"}
     result = {}
     for figure, key in keys.items():
         ratios = [r[Load.BUSY.value][key] / r[Load.IDLE.value][key] for r in repeats]
@@ -198,7 +234,8 @@ def run_bench(args: argparse.Namespace, home: Path) -> dict:
         wait_for(lambda: (job_row(queue, job_id).progress or 0) > 0, "the training job's first step")
         worker = Worker(job_row(queue, job_id).pid)
         client.predict(None, api_name="/training_runs")  # the Train tab's load: the run list of this session
-        measure_block(client, queue, job_id, 2)  # warm-up: first calls load code paths
+        streamed = StreamedCaller(f"http://127.0.0.1:{port}/", client.session_hash)
+        measure_block(client, streamed, queue, job_id, 2)  # warm-up: first calls load code paths
         (busy0, own0), app0, wall0 = cpu_seconds(), app_tree_cpu_seconds(app), time.perf_counter()
         repeats = []
         for index in range(args.repeats):
@@ -207,7 +244,7 @@ def run_bench(args: argparse.Namespace, home: Path) -> dict:
             for load in order:
                 worker.set(load)
                 time.sleep(args.settle)
-                figures[load.value] = block_figures(measure_block(client, queue, job_id, args.calls))
+                figures[load.value] = block_figures(measure_block(client, streamed, queue, job_id, args.calls))
             repeats.append(figures)
             ratio = figures["busy"]["median_ms"] / figures["idle"]["median_ms"]
             print(f"repeat {index + 1}/{args.repeats}: idle {figures['idle']['median_ms']:.1f} ms, "
@@ -230,10 +267,14 @@ def report(results: dict) -> None:
     for load in Load:
         medians = [r[load.value]["median_ms"] for r in last]
         p95s = [r[load.value]["p95_ms"] for r in last]
-        print(f"{load.value}_latency_ms: median {statistics.median(medians):.1f}, p95 {statistics.median(p95s):.1f}")
+        client_p95s = [r[load.value]["client_p95_ms"] for r in last]
+        print(f"{load.value}_latency_ms: median {statistics.median(medians):.1f}, p95 {statistics.median(p95s):.1f} "
+              f"(through gradio_client: p95 {statistics.median(client_p95s):.1f})")
         for endpoint in ENDPOINTS:
             values = [r[load.value][f"{endpoint.api_name}_median_ms"] for r in last]
-            print(f"  {load.value}{endpoint.api_name}_median_ms: {statistics.median(values):.1f}")
+            client = [r[load.value][f"client{endpoint.api_name}_median_ms"] for r in last]
+            print(f"  {load.value}{endpoint.api_name}_median_ms: {statistics.median(values):.1f} "
+                  f"(through gradio_client: {statistics.median(client):.1f})")
     for figure in FIGURES:
         found = results["figures"][figure]
         low, high = found["interval_95"]
