@@ -181,19 +181,22 @@ class MetricPoint:
 def _metric_points(session: Session, run_id: int, points: int = CHART_POINTS) -> list[MetricPoint]:
     """A run's loss and learning rate per step, at most `points` of them: every step while the run
     has at most that many, else the mean over buckets of `stride` consecutive steps, each drawn at
-    its bucket's last step (so the last point is the run's last step). Means, not every stride-th
-    step: a noisy loss keeps its level, and a bucket is never drawn from one lucky step. The
-    database does the bucketing, so a poll reads at most `points` rows at any run length."""
+    its bucket's last step, and the run's last step as it is (the Train tab's status line reads
+    its loss from the last point). Means, not every stride-th step: a noisy loss keeps its level,
+    and a bucket is never drawn from one lucky step. The database does the bucketing, so a poll
+    reads at most `points` + 1 rows at any run length."""
     of_run = Metric.run_id == run_id
+    columns = (Metric.step, Metric.loss, Metric.learning_rate)
     count = session.scalar(select(func.count()).where(of_run)) or 0
     stride = max(1, -(-count // points))  # ceil(count / points)
     if stride == 1:
-        rows = session.execute(select(Metric.step, Metric.loss, Metric.learning_rate).where(of_run).order_by(Metric.step))
+        rows = list(session.execute(select(*columns).where(of_run).order_by(Metric.step)))
     else:
         bucket = (Metric.step - 1) // stride  # steps count from 1: bucket 0 is steps 1..stride
         last_step = func.max(Metric.step)
-        rows = session.execute(select(last_step, func.avg(Metric.loss), func.avg(Metric.learning_rate))
-                               .where(of_run).group_by(bucket).order_by(last_step))
+        rows = list(session.execute(select(last_step, func.avg(Metric.loss), func.avg(Metric.learning_rate))
+                                    .where(of_run).group_by(bucket).order_by(last_step)))
+        rows[-1] = session.execute(select(*columns).where(of_run).order_by(Metric.step.desc()).limit(1)).one()
     return [MetricPoint(int(step), float(loss), None if rate is None else float(rate)) for step, loss, rate in rows]
 
 
